@@ -1,0 +1,124 @@
+"""Decoded, resized images cached as one ``uint8`` array per (file list, size), so many epochs are cheap.
+
+Arrays live in ``$OPTIDEL_CACHE`` (default ``~/.cache/optidel``) under ``arrays/<key>.npy``, where the key hashes the
+resolved paths, their sizes and modification times, the target size and the kind (image or mask). They are
+memory-mapped on load, written atomically, and rebuilt automatically when any file changes.
+Resizing stretches to a square ``size x size`` (antialiased bicubic for images; area-average then > 0.5 for masks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from optidel.data.image import ImageDecodeError, load_rgb, resize_mask, resize_rgb
+from optidel.data.segmentation import load_mask
+from optidel.log import logger
+from optidel.utils.atomic import atomic_save_npy, atomic_write_json
+from optidel.utils.progress import track
+
+CACHE_VERSION = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("OPTIDEL_CACHE", Path.home() / ".cache" / "optidel"))
+
+
+@dataclass
+class ArrayStack:
+    """Decoded files stacked in one array.
+
+    Attributes:
+        array: (N, S, S, 3) uint8 for images, (N, S, S) bool for masks; N = number of good files.
+        paths: the N files, in order.
+        bad: (path, reason) of each file that could not be decoded (left out).
+    """
+
+    array: np.ndarray
+    paths: list[Path]
+    bad: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _key(paths: Sequence[Path], size: int, kind: str) -> str:
+    h = hashlib.sha1(f"v{CACHE_VERSION}:{kind}:{size}".encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"\n{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:24]
+
+
+def _decode_one(path: Path, size: int, kind: str) -> np.ndarray:
+    if kind == "image":
+        return resize_rgb(load_rgb(path), size)
+    return resize_mask(load_mask(path), size)
+
+
+def load_stack(
+    paths: Sequence[str | Path],
+    size: int,
+    kind: str = "image",
+    strict: bool = False,
+    use_cache: bool = True,
+    workers: int = 2,
+    description: str | None = None,
+) -> ArrayStack:
+    """Decode, resize and stack ``paths`` (cached on disk; see module docstring).
+
+    Args:
+        kind: ``image`` -> (N, S, S, 3) uint8 RGB; ``mask`` -> (N, S, S) bool (foreground > 127).
+        strict: raise :class:`ImageDecodeError` on the first bad file instead of leaving it out.
+    """
+    if kind not in ("image", "mask"):
+        raise ValueError(f"kind must be 'image' or 'mask', got {kind!r}")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no files to load")
+    key = _key(paths, size, kind)
+    root = cache_root() / "arrays"
+    npy, meta = root / f"{key}.npy", root / f"{key}.json"
+    if use_cache and npy.is_file() and meta.is_file():
+        info = json.loads(meta.read_text())
+        if strict and info["bad"]:
+            p, r = info["bad"][0]
+            raise ImageDecodeError(p, r)
+        arr = np.load(npy, mmap_mode="r")
+        kept = [paths[i] for i in info["kept"]]
+        return ArrayStack(arr, kept, [(Path(p), r) for p, r in info["bad"]])
+
+    shape = (size, size, 3) if kind == "image" else (size, size)
+    dtype = np.uint8 if kind == "image" else np.bool_
+    out = np.empty((len(paths), *shape), dtype)
+    kept_idx: list[int] = []
+    bad: list[tuple[Path, str]] = []
+
+    def work(i: int):
+        try:
+            return i, _decode_one(paths[i], size, kind), None
+        except ImageDecodeError as e:
+            if strict:
+                raise
+            return i, None, e
+
+    desc = description or f"decoding {len(paths)} {kind}s at {size}px"
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+        for i, arr, err in track(ex.map(work, range(len(paths))), desc, total=len(paths)):
+            if err is not None:
+                logger.warning("skipping %s: %s", err.path, err.reason)
+                bad.append((err.path, err.reason))
+                continue
+            out[len(kept_idx)] = arr
+            kept_idx.append(i)
+    out = out[: len(kept_idx)]
+    if use_cache:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_save_npy(npy, out)
+        atomic_write_json(meta, {"kept": kept_idx, "bad": [[str(p), r] for p, r in bad], "size": size, "kind": kind})
+        out = np.load(npy, mmap_mode="r")
+    return ArrayStack(out, [paths[i] for i in kept_idx], bad)

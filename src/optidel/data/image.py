@@ -1,0 +1,206 @@
+"""Robust image decoding: any common format in, RGB ``uint8`` out, or a clear error naming the file.
+
+Accepted: JPEG, PNG, TIFF (8/16/32-bit and float), BMP, GIF, WebP; grayscale, RGBA, LA, palette (with or without
+transparency) and CMYK. EXIF orientation is applied. Alpha is dropped (the colour channels are kept as stored).
+
+High bit depth: 16-bit, 32-bit integer and float images are scaled **linearly from the image's own [min, max] to
+[0, 255]** (``high_bit="minmax"``, the default: right for 10/12/14-bit data stored in 16-bit containers, which would be
+nearly black under a fixed shift), or by the container's full range (``high_bit="full"``: 16-bit ``v / 257``), which
+keeps absolute intensities comparable across images. A constant image maps to 0.
+
+Rejected, with the path and the reason (:class:`ImageDecodeError`): zero-byte files, truncated or undecodable data,
+images with a side below ``min_side`` pixels, and images above ``max_pixels`` pixels (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
+MIN_SIDE = 8
+MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb limit (2x its warning level): ~13k x 13k
+HighBit = Literal["minmax", "full"]
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageDecodeError(ValueError):
+    """An image file that cannot be used; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the file's header says, read without decoding the pixels."""
+
+    width: int
+    height: int
+    mode: str
+    format: str | None
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True when ``path`` has an image extension and is not hidden (``.``-prefixed)."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def _open(path: Path, max_pixels: int, min_side: int) -> Image.Image:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ImageDecodeError(path, f"cannot read file ({e.strerror or e})") from e
+    if size == 0:
+        raise ImageDecodeError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except UnidentifiedImageError as e:
+        raise ImageDecodeError(path, "not a recognised image format (undecodable)") from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageDecodeError(path, f"image too large (decompression-bomb guard): {e}") from e
+    except OSError as e:
+        raise ImageDecodeError(path, f"cannot open image ({e})") from e
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        raise ImageDecodeError(path, f"image too large: {w}x{h} = {w * h} pixels > limit {max_pixels}")
+    if min(w, h) < min_side:
+        im.close()
+        raise ImageDecodeError(path, f"image too small: {w}x{h} (a side below {min_side} px)")
+    return im
+
+
+def read_header(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> ImageHeader:
+    """Read size and mode from the header only (cheap); raises :class:`ImageDecodeError` for unusable files."""
+    path = Path(path)
+    im = _open(path, max_pixels, min_side)
+    try:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
+        return ImageHeader(w, h, im.mode, im.format)
+    except Exception as e:  # a header that PIL can open but not interpret
+        raise ImageDecodeError(path, f"unreadable header ({e})") from e
+    finally:
+        im.close()
+
+
+def _to_uint8(arr: np.ndarray, high_bit: HighBit, bits: int) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    a = arr.astype(np.float64)
+    if high_bit == "full" and np.issubdtype(arr.dtype, np.integer):
+        scaled = a / float(2**bits - 1) * 255.0
+    else:
+        finite = np.isfinite(a)
+        if not finite.any():
+            return np.zeros(arr.shape, np.uint8)
+        lo, hi = float(a[finite].min()), float(a[finite].max())
+        scaled = np.zeros_like(a) if hi <= lo else (np.where(finite, a, lo) - lo) / (hi - lo) * 255.0
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def load_rgb(
+    path: str | Path,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+    high_bit: HighBit = "minmax",
+) -> np.ndarray:
+    """Decode an image file to RGB.
+
+    Returns:
+        img: (H, W, 3) uint8, EXIF orientation applied.
+
+    Raises:
+        ImageDecodeError: naming the file and the problem (empty, truncated, undecodable, too small, too large).
+    """
+    path = Path(path)
+    im = _open(path, max_pixels, min_side)
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        mode = im.mode
+        if mode in ("RGB",):
+            out = np.asarray(im, dtype=np.uint8)
+        elif mode in ("L", "1"):
+            g = np.asarray(im.convert("L"), dtype=np.uint8)
+            out = np.repeat(g[..., None], 3, axis=2)
+        elif mode.startswith("I;16") or mode in ("I", "F"):
+            a = np.asarray(im)
+            bits = 16 if mode.startswith("I;16") or (mode == "I" and a.size and a.max() <= 65535 and a.min() >= 0) else 32
+            g = _to_uint8(a, high_bit, bits)
+            out = np.repeat(g[..., None], 3, axis=2)
+        elif mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "La", "RGBa"):
+            if mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")
+            out = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        else:
+            try:
+                out = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            except (ValueError, OSError) as e:
+                raise ImageDecodeError(path, f"unsupported image mode {mode!r}") from e
+        if out.ndim != 3 or out.shape[2] != 3:
+            raise ImageDecodeError(path, f"decoded to an unexpected shape {out.shape}")
+        return np.ascontiguousarray(out)
+    except ImageDecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        msg = str(e)
+        reason = "truncated or corrupt data" if "truncated" in msg or "broken" in msg else "undecodable data"
+        raise ImageDecodeError(path, f"{reason} ({msg})") from e
+    finally:
+        im.close()
+
+
+def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = 1) -> np.ndarray:
+    """Decode an image as a single channel: (H, W) uint8 (masks: read as grayscale, EXIF orientation applied)."""
+    path = Path(path)
+    im = _open(path, max_pixels, min_side)
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+            return _to_uint8(np.asarray(im), "minmax", 16)
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        return np.ascontiguousarray(np.asarray(im.convert("L"), dtype=np.uint8))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(path, f"undecodable data ({e})") from e
+    finally:
+        im.close()
+
+
+def resize_rgb(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize (stretch) to ``size`` (an int gives a square), antialiased bicubic.
+
+    Args:
+        img: (H, W, 3) uint8.
+    Returns:
+        (S_h, S_w, 3) uint8.
+    """
+    w, h = (size, size) if isinstance(size, int) else (size[1], size[0])
+    if img.shape[0] == h and img.shape[1] == w:
+        return img
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BICUBIC, reducing_gap=3.0))
+
+
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize a boolean mask (H, W) to ``size`` by area averaging, then > 0.5 (no aliasing of thin structures)."""
+    w, h = (size, size) if isinstance(size, int) else (size[1], size[0])
+    if mask.shape == (h, w):
+        return mask.astype(bool)
+    m = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(m.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)) > 127

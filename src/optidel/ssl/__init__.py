@@ -1,0 +1,1 @@
+"""Self-supervised pre-training: MAE and SimCLR on timm backbones, compute-matched, resumable, distributed."""
