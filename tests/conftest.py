@@ -47,4 +47,6 @@ def tiny_seg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated 24-pair segmentation dataset at 64 px (18 train / 6 test), labelled synthetic."""
     from optidel.data.synthetic import make_synthetic_seg_dataset
 
-    return make_synthetic_seg_dataset(tmp_path_factory.mktemp("tiny-seg") / "synthetic-tiny", n=24, size=64, seed=0)
+    return make_synthetic_seg_dataset(
+        tmp_path_factory.mktemp("tiny-seg") / "synthetic-tiny", n=24, size=64, seed=0
+    )

@@ -15,9 +15,10 @@ console = Console()
 
 
 def _summary_table(inv: Inventory) -> Table:
-    t = Table(title=f"{inv.path} ({inv.kind})", show_header=False, title_justify="left")
+    t = Table(title=f"{inv.path.name} ({inv.kind})", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
+    t.add_row("path", str(inv.path))
     t.add_row("images", str(inv.n_images))
     if inv.n_pairs is not None:
         t.add_row("pairs (image + mask)", str(inv.n_pairs))
@@ -40,8 +41,16 @@ def _bad_table(inv: Inventory) -> Table:
     t.add_column("file", overflow="fold")
     t.add_column("reason", overflow="fold")
     for b in inv.bad:
-        t.add_row(b.path, b.reason)
+        t.add_row(_rel(b.path, inv.path), b.reason)
     return t
+
+
+def _rel(path: str, root: Path) -> str:
+    """Path relative to the checked folder when inside it (shorter tables), else as given."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
 
 
 PathArg = Annotated[str, typer.Argument(help="An image folder, a segmentation dataset, or PATH:SPLIT.")]
@@ -49,17 +58,21 @@ PathArg = Annotated[str, typer.Argument(help="An image folder, a segmentation da
 
 def info(
     path: PathArg,
-    quick: Annotated[bool, typer.Option(help="Read headers only (fast; misses truncated pixel data).")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Read headers only (fast; misses truncated pixel data).")
+    ] = False,
 ) -> None:
     """Inventory of a folder: number of images (and pairs), split counts, size range, unreadable files."""
     try:
         inv = take_inventory(path, deep=not quick)
     except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(2) from e
     console.print(_summary_table(inv))
     if inv.bad:
-        console.print(f"[yellow]{len(inv.bad)} file(s) or id(s) have problems; `optidel data verify {path}` lists them")
+        console.print(
+            f"[yellow]{len(inv.bad)} file(s) or id(s) have problems; `optidel data verify {path}` lists them"
+        )
 
 
 def verify(path: PathArg) -> None:
@@ -67,11 +80,15 @@ def verify(path: PathArg) -> None:
     try:
         inv = take_inventory(path, deep=True)
     except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(2) from e
     if inv.bad:
         console.print(_bad_table(inv))
         console.print(f"[red]{len(inv.bad)} problem(s) in {Path(inv.path)}[/red]")
         raise typer.Exit(1)
     n = inv.n_images + (inv.n_pairs or 0)
-    console.print(f"[green]all good:[/green] {inv.n_images} images" + (f", {inv.n_pairs} pairs" if inv.n_pairs else "") + f" checked ({n} files)")
+    console.print(
+        f"[green]all good:[/green] {inv.n_images} images"
+        + (f", {inv.n_pairs} pairs" if inv.n_pairs else "")
+        + f" checked ({n} files)"
+    )

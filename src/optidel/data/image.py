@@ -71,7 +71,8 @@ def _open(path: Path, max_pixels: int, min_side: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageDecodeError(path, f"image too large (decompression-bomb guard): {e}") from e
     except OSError as e:
-        raise ImageDecodeError(path, f"cannot open image ({e})") from e
+        kind = "truncated or corrupt data" if "runcated" in str(e) else "cannot open image"
+        raise ImageDecodeError(path, f"{kind} ({e})") from e
     w, h = im.size
     if w * h > max_pixels:
         im.close()
@@ -140,7 +141,11 @@ def load_rgb(
             out = np.repeat(g[..., None], 3, axis=2)
         elif mode.startswith("I;16") or mode in ("I", "F"):
             a = np.asarray(im)
-            bits = 16 if mode.startswith("I;16") or (mode == "I" and a.size and a.max() <= 65535 and a.min() >= 0) else 32
+            bits = (
+                16
+                if mode.startswith("I;16") or (mode == "I" and a.size and a.max() <= 65535 and a.min() >= 0)
+                else 32
+            )
             g = _to_uint8(a, high_bit, bits)
             out = np.repeat(g[..., None], 3, axis=2)
         elif mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "La", "RGBa"):
