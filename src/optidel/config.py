@@ -126,7 +126,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; known: {sorted(names)}")
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; known: {sorted(names)}"
+        )
     kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -191,7 +193,9 @@ def resolve_config(
     base: T | Mapping[str, Any] | None = None,
 ) -> T:
     """Defaults <- ``base`` <- YAML file <- ``key=value`` overrides, validated against ``cls``."""
-    tree: dict[str, Any] = to_dict(base) if base is not None and not isinstance(base, Mapping) else dict(base or {})
+    tree: dict[str, Any] = (
+        to_dict(base) if base is not None and not isinstance(base, Mapping) else dict(base or {})
+    )
     if yaml_path is not None:
         tree = _merge(tree, load_yaml(yaml_path))
     tree = _merge(tree, parse_overrides(overrides))

@@ -119,6 +119,8 @@ def load_stack(
     if use_cache:
         root.mkdir(parents=True, exist_ok=True)
         atomic_save_npy(npy, out)
-        atomic_write_json(meta, {"kept": kept_idx, "bad": [[str(p), r] for p, r in bad], "size": size, "kind": kind})
+        atomic_write_json(
+            meta, {"kept": kept_idx, "bad": [[str(p), r] for p, r in bad], "size": size, "kind": kind}
+        )
         out = np.load(npy, mmap_mode="r")
     return ArrayStack(out, [paths[i] for i in kept_idx], bad)

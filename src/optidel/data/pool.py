@@ -90,14 +90,18 @@ def list_source(src: PoolSource) -> list[tuple[str, Path]]:
         split = src.split
         if split is None:
             split = "train"
-            logger.info("%s is a segmentation dataset: taking its train split only (write %s:all for all)", path, path)
+            logger.info(
+                "%s is a segmentation dataset: taking its train split only (write %s:all for all)", path, path
+            )
         known = set(ds.split_counts()) | {"all"}
         if split not in known:
             raise PoolError(f"{path}: unknown split {split!r}; this dataset has {sorted(known)}")
         # images whose mask is missing are still fine as unlabeled images, as long as their split is known
         return [(p.id, p.image) for p in ds.split(split)]
     if src.split is not None:
-        raise PoolError(f"{path}: a split ({src.split!r}) was given but the folder is not a segmentation dataset")
+        raise PoolError(
+            f"{path}: a split ({src.split!r}) was given but the folder is not a segmentation dataset"
+        )
     if is_select_output(path):
         images, _ = index_images(path / "images")
         return sorted(images.items())

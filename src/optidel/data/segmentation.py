@@ -118,7 +118,9 @@ def read_splits_csv(path: Path) -> dict[str, str]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"id", "split"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: needs a header with columns 'id' and 'split', found {reader.fieldnames}")
+            raise ValueError(
+                f"{path}: needs a header with columns 'id' and 'split', found {reader.fieldnames}"
+            )
         for i, row in enumerate(reader, start=2):
             id_, split = (row.get("id") or "").strip(), (row.get("split") or "").strip()
             if not id_ or not split:
@@ -156,7 +158,9 @@ def load_seg_dataset(
 
     splits_path = root / "splits.csv"
     splits = read_splits_csv(splits_path) if splits_path.is_file() else None
-    split_source = "splits.csv" if splits is not None else f"hashed (seed={seed}, test_fraction={test_fraction})"
+    split_source = (
+        "splits.csv" if splits is not None else f"hashed (seed={seed}, test_fraction={test_fraction})"
+    )
 
     pairs: list[SegPair] = []
     for id_ in sorted(images):
@@ -187,7 +191,11 @@ def load_seg_dataset(
                 continue
             if (hi.width, hi.height) != (hm.width, hm.height):
                 problems.append(
-                    Problem(id_, mask, f"mask size {hm.width}x{hm.height} differs from image {hi.width}x{hi.height}")
+                    Problem(
+                        id_,
+                        mask,
+                        f"mask size {hm.width}x{hm.height} differs from image {hi.width}x{hi.height}",
+                    )
                 )
                 continue
         pairs.append(SegPair(id_, img, mask, split, fovs.get(id_)))

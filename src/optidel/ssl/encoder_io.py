@@ -24,7 +24,9 @@ from optidel import __version__
 from optidel.utils.atomic import atomic_write_bytes
 
 
-def save_encoder(model: nn.Module, path: str | Path, arch: str, timm_kwargs: dict[str, Any], **meta: Any) -> None:
+def save_encoder(
+    model: nn.Module, path: str | Path, arch: str, timm_kwargs: dict[str, Any], **meta: Any
+) -> None:
     """Write the backbone's state dict (timm key names) with rebuild metadata, atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"arch": arch, "timm_kwargs": json.dumps(timm_kwargs), "optidel_version": __version__}
@@ -43,7 +45,9 @@ def read_encoder_metadata(path: str | Path) -> dict[str, Any]:
     except Exception as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
     if "arch" not in raw:
-        raise ValueError(f"{path}: no 'arch' in its metadata; not written by optidel (use timm.create_model directly)")
+        raise ValueError(
+            f"{path}: no 'arch' in its metadata; not written by optidel (use timm.create_model directly)"
+        )
     out: dict[str, Any] = {"arch": raw["arch"]}
     for k, v in raw.items():
         if k == "arch":
