@@ -52,7 +52,9 @@ def test_entry_is_complete(spec: DatasetSpec) -> None:
 
 def test_direct_downloads_are_the_official_ones() -> None:
     assert get_dataset("kvasir-seg").urls == ("https://datasets.simula.no/downloads/kvasir-seg.zip",)
-    assert get_dataset("kvasir-instrument").urls == ("https://datasets.simula.no/downloads/kvasir-instrument.zip",)
+    assert get_dataset("kvasir-instrument").urls == (
+        "https://datasets.simula.no/downloads/kvasir-instrument.zip",
+    )
     assert get_dataset("busi").urls == ("https://scholar.cu.edu.eg/Dataset_BUSI.zip",)
     assert get_dataset("drive").download == "manual"  # registration-gated
     assert get_dataset("polypgen").download == "manual"  # Synapse account
