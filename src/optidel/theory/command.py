@@ -1,0 +1,256 @@
+"""``optidel theory`` and ``optidel vinfo`` command functions (registered in :mod:`optidel.cli`).
+
+Heavy imports happen inside the commands so that ``optidel --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def theory(
+    experiment: Annotated[
+        str,
+        typer.Option(
+            "--experiment",
+            "-e",
+            help="theta (perfect probe, alpha_t 5-100, hard pruning), redundant (each pool example x10), "
+            "bias (error against a shifted downstream teacher), difficulty (hard vs random vs easy).",
+        ),
+    ] = "difficulty",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory (created; a rerun resumes from its caches).")
+    ] = Path("runs/theory"),
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="3 repeats and a smaller alpha_t grid: a smoke test (well under a minute)."
+        ),
+    ] = False,
+    repeats: Annotated[
+        int | None, typer.Option(help="Simulation repeats per point \\[default: 50, or 3 with --quick].")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Base seed of every random stream (results are deterministic given it).")
+    ] = 0,
+    jobs: Annotated[
+        int, typer.Option(help="Worker processes for simulation and theory (the CPUs are shared).")
+    ] = 1,
+    no_theory: Annotated[bool, typer.Option("--no-theory", help="Skip the replica-theory curves.")] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="A YAML file of TheoryConfig keys (e.g. alpha_ts, n_dim, theta_deg).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Config override KEY=VALUE (repeatable), e.g. --set alpha_ts=20,500 --set n_dim=50."
+        ),
+    ] = None,
+) -> None:
+    """Teacher-student perceptron experiments of the OptiDEL paper (adapted from Sorscher et al. 2022).
+
+    A pool of alpha_t*N Gaussian inputs (N = 30), a teacher at angle theta from a probe (coordinate 0), pruning to a fraction f = logspace(-2, 0, 12) of the pool by the probe's margin |x0| (hard = smallest, easy = largest, or random), a max-margin student on what is kept, and its test error arccos(R)/pi. Simulation (50 repeats per point) and replica theory.
+
+    Writes OUT/results.csv (experiment, strategy, alpha_t, f, error, error_std, error_sem, n_repeats, source = sim | theory, ...), OUT/<experiment>.png, OUT/config.yaml, OUT/log.txt and, last, OUT/DONE.
+    """
+    from optidel.config import ConfigError, resolve_config
+    from optidel.theory.experiments import TheoryConfig, default_config, run_experiment, validate_config
+    from optidel.utils.progress import make_progress
+
+    try:
+        base = default_config(experiment, quick=quick)
+        overrides = [f"seed={seed}", f"jobs={jobs}"] + (list(set_) if set_ else [])
+        if repeats is not None:
+            overrides.append(f"repeats={repeats}")
+        if no_theory:
+            overrides.append("theory=false")
+        cfg = resolve_config(TheoryConfig, config, overrides, base=base)
+        validate_config(cfg)
+    except (ConfigError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    with make_progress() as prog:
+        t_sim = prog.add_task(f"simulate {cfg.experiment}", total=None)
+        t_th = prog.add_task("theory curves", total=None, visible=cfg.theory)
+
+        def sim_progress(done: int, total: int) -> None:
+            prog.update(t_sim, completed=done, total=total)
+
+        def theory_progress(done: int, total: int) -> None:
+            prog.update(t_th, completed=done, total=total)
+
+        res = run_experiment(cfg, out, sim_progress=sim_progress, theory_progress=theory_progress)
+    console.print(_theory_table(cfg, res.rows))
+    console.print(
+        f"simulation {res.seconds_simulation:.1f} s, theory {res.seconds_theory:.1f} s -> "
+        f"{out / 'results.csv'}, {out / (cfg.experiment + '.png')}"
+    )
+
+
+def _theory_table(cfg: Any, rows: list[dict[str, Any]]) -> Table:
+    a = float(max(cfg.alpha_ts))
+    t = Table(
+        title=f"{cfg.experiment}: error at alpha_t = {a:g} (sim mean +- s.e.m. [theory])",
+        title_justify="left",
+    )
+    t.add_column("f", justify="right")
+    for s in cfg.strategies:
+        t.add_column(s, justify="right")
+    theory = {
+        (r["strategy"], round(r["f"], 9)): r["error"]
+        for r in rows
+        if r["source"] == "theory" and r["alpha_t"] == a
+    }
+    for f in cfg.fs:
+        cells = []
+        for s in cfg.strategies:
+            r = next(
+                r
+                for r in rows
+                if r["source"] == "sim" and r["strategy"] == s and r["alpha_t"] == a and r["f"] == f
+            )
+            sem = "" if math.isnan(r["error_sem"]) else f" +- {r['error_sem']:.4f}"
+            th = theory.get((s, round(float(f), 9)))
+            cells.append(f"{r['error']:.4f}{sem}" + (f" [{th:.4f}]" if th is not None else ""))
+        t.add_row(f"{f:.4f}", *cells)
+    return t
+
+
+def load_set_embeddings(set_dir: Path, embeddings: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and the ``selected`` mask of an ``optidel select`` output folder.
+
+    Format assumed: ``set_dir/manifest.parquet`` with a boolean column ``selected`` (one row per pool patch) and
+    a float32 ``(n_patches, D)`` ``embeddings.npy`` whose row ``i`` belongs to the manifest row with ``patch_id == i``
+    (rows in manifest order when there is no ``patch_id``). The embeddings file is ``embeddings`` when given, else
+    ``set_dir/embeddings.npy``, else the single ``set_dir/cache/patches-*/embeddings.npy`` of the select cache.
+
+    Returns:
+        features: (n_rows, D) float32 in manifest order; selected: (n_rows,) bool.
+
+    Raises:
+        FileNotFoundError / ValueError naming the file and the problem.
+    """
+    import pyarrow.parquet as pq
+
+    manifest = set_dir / "manifest.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} does not exist (is {set_dir} an `optidel select` output?)")
+    table = pq.read_table(manifest)
+    if "selected" not in table.column_names:
+        raise ValueError(f"{manifest} has no boolean column 'selected'")
+    selected = np.asarray(table.column("selected").to_numpy(zero_copy_only=False), dtype=bool)
+    if embeddings is None:
+        cands = [set_dir / "embeddings.npy"] if (set_dir / "embeddings.npy").is_file() else []
+        cands = cands or sorted(set_dir.glob("cache/patches-*/embeddings.npy"))
+        if len(cands) != 1:
+            raise FileNotFoundError(
+                f"no unique embeddings file in {set_dir} (looked for embeddings.npy and cache/patches-*/embeddings.npy, "
+                f"found {len(cands)}); pass --embeddings"
+            )
+        embeddings = cands[0]
+    if not embeddings.is_file():
+        raise FileNotFoundError(f"embeddings file {embeddings} does not exist")
+    emb = np.load(embeddings, mmap_mode="r")
+    if emb.ndim != 2:
+        raise ValueError(f"{embeddings} holds shape {emb.shape}, expected (n_patches, D)")
+    if "patch_id" in table.column_names and table.column("patch_id").null_count == 0:
+        rows = np.asarray(table.column("patch_id").to_numpy(), dtype=np.int64)
+    else:
+        rows = np.arange(table.num_rows)
+    if rows.size and (rows.min() < 0 or rows.max() >= emb.shape[0]):
+        raise ValueError(
+            f"{manifest} refers to embedding rows up to {rows.max()} but {embeddings} has {emb.shape[0]}"
+        )
+    return np.asarray(emb[rows], dtype=np.float32), selected
+
+
+def vinfo(
+    set_dir: Annotated[
+        Path, typer.Argument(help="An `optidel select` output folder (manifest.parquet + embeddings).")
+    ],
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="A (m, D) .npy of reference (pool) embeddings \\[default: every manifest row]."),
+    ] = None,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            help="The (n_patches, D) .npy aligned with the manifest's patch_id \\[default: found in SET_DIR]."
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option(help="k-means pseudo-label classes (fitted on the reference).")] = 10,
+    n_random: Annotated[
+        int, typer.Option(help="Random subsets of the reference, same size as the set.")
+    ] = 20,
+    folds: Annotated[int, typer.Option(help="Cross-fitting folds.")] = 5,
+    c: Annotated[
+        float, typer.Option("--C", help="Inverse L2 strength of the logistic-regression probe.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the labeller, subsets, folds and bootstrap.")] = 0,
+) -> None:
+    """V-information of a selected set (Xu et al. 2020) against random subsets of the pool of the same size.
+
+    Y = k-means pseudo-labels of the embeddings (faiss, k-means++ init) fitted on the reference; V = linear probes (multinomial logistic regression, fixed L2); H_V(Y|X) and H_V(Y|0) cross-fitted over folds; I_V = H_V(Y|0) - H_V(Y|X), in nats and bits, with a 95% bootstrap interval for the set and the 2.5-97.5 percentiles of the random subsets.
+
+    Set = the manifest rows with selected = true; reference = every manifest row (or --reference). Reads SET_DIR/manifest.parquet and the embeddings (SET_DIR/embeddings.npy or the select cache), writes SET_DIR/vinfo.json.
+    """
+    from optidel.theory.vinfo import vinfo_report
+    from optidel.utils.atomic import atomic_write_json
+
+    try:
+        feats, selected = load_set_embeddings(set_dir, embeddings)
+        if not selected.any():
+            raise ValueError(f"{set_dir / 'manifest.parquet'} has no selected rows")
+        pool: np.ndarray | Path = feats if reference is None else reference
+        if reference is None and selected.all():
+            raise ValueError(
+                f"every row of {set_dir / 'manifest.parquet'} is selected (an image-level manifest?): "
+                "the reference would equal the set; pass --reference POOL.npy"
+            )
+        report = vinfo_report(feats[selected], pool, k=k, n_random=n_random, seed=seed, folds=folds, C=c)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    atomic_write_json(set_dir / "vinfo.json", report)
+    console.print(_vinfo_table(report))
+    console.print(report["verdict"])
+    console.print(f"-> {set_dir / 'vinfo.json'}")
+
+
+def _vinfo_table(report: dict[str, Any]) -> Table:
+    s, r = report["set"], report["random"]
+    t = Table(title=f"V-information (k = {s['k']}, log k = {s['log_k_nats']:.3f} nats)", title_justify="left")
+    t.add_column("")
+    t.add_column("H_V(Y|0) nats", justify="right")
+    t.add_column("H_V(Y|X) nats", justify="right")
+    t.add_column("I_V nats", justify="right")
+    t.add_column("I_V bits", justify="right")
+    t.add_column("95% interval (nats)", justify="right")
+    lo, hi = s["vinfo_ci95_nats"]
+    t.add_row(
+        f"set (n = {s['n']})",
+        f"{s['h_y_nats']:.4f}",
+        f"{s['h_y_given_x_nats']:.4f}",
+        f"{s['vinfo_nats']:.4f}",
+        f"{s['vinfo_bits']:.4f}",
+        f"{lo:.4f} - {hi:.4f}",
+    )
+    lo, hi = r["vinfo_p2.5_p97.5_nats"]
+    t.add_row(
+        f"random x{r['n_draws']}",
+        f"{r['h_y_mean_nats']:.4f}",
+        f"{r['h_y_given_x_mean_nats']:.4f}",
+        f"{r['vinfo_mean_nats']:.4f}",
+        f"{r['vinfo_mean_bits']:.4f}",
+        f"{lo:.4f} - {hi:.4f}",
+    )
+    return t
