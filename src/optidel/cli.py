@@ -10,7 +10,15 @@ from rich.logging import RichHandler
 
 from optidel import __version__
 from optidel.data import commands as data_commands
+from optidel.bench.command import benchmark as benchmark_command
+from optidel.data import commands_fetch
+from optidel.demo.command import demo as demo_command
+from optidel.downstream.command import evaluate as evaluate_command
+from optidel.downstream.command import finetune as finetune_command
 from optidel.log import logger
+from optidel.select.command import select as select_command
+from optidel.ssl.command import pretrain as pretrain_command
+from optidel.theory import command as theory_commands
 
 app = typer.Typer(
     name="optidel",
@@ -54,6 +62,16 @@ def root(
 
 data_app.command("info")(data_commands.info)
 data_app.command("verify")(data_commands.verify)
+app.command("select")(select_command)
+app.command("pretrain")(pretrain_command)
+data_app.command("list")(commands_fetch.list_datasets)
+data_app.command("fetch")(commands_fetch.fetch)
+app.command("finetune")(finetune_command)
+app.command("evaluate")(evaluate_command)
+app.command("theory")(theory_commands.theory)
+app.command("vinfo")(theory_commands.vinfo)
+app.command("benchmark")(benchmark_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:

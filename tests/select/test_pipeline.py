@@ -1,0 +1,338 @@
+"""The whole select pipeline on tiny generated pools with a fast fake proposer: outputs, traceability, caching,
+resume after an injected failure and after a real kill, two-rank torch.distributed, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+from select_fakes import FakeGridProposer, make_pool
+from typer.testing import CliRunner
+
+from optidel.data.image import ImageDecodeError, load_rgb
+from optidel.data.pool import list_pool
+from optidel.select.manifest import read_manifest
+from optidel.select.mosaic import crop, fit_tile
+from optidel.select.pipeline import run_selection, selection_config
+
+HERE = Path(__file__).resolve().parent
+N_A, N_B = 30, 10  # pool images (+1 unreadable in A)
+
+
+@pytest.fixture(scope="session")
+def pools(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    root = tmp_path_factory.mktemp("pools")
+    return [str(make_pool(root / "alpha", N_A, broken=1)), str(make_pool(root / "beta", N_B, seed=1))]
+
+
+def cfg_for(pools: list[str], out: Path, **kw: object):
+    base = {"pool": pools, "out": out, "ratio": 0.1, "shard_size": 8, "report": False}
+    base.update(kw)
+    return selection_config(**base)
+
+
+@pytest.fixture(scope="session")
+def reference(pools: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "out"
+    run_selection(cfg_for(pools, out, report=True), proposer=FakeGridProposer())
+    return out
+
+
+def manifest_dict(out: Path) -> dict:
+    """The manifest as comparable lists (NaN != NaN, so NaN becomes the string "nan")."""
+    d = pq.read_table(out / "manifest.parquet").to_pydict()
+    return {k: ["nan" if isinstance(x, float) and x != x else x for x in v] for k, v in d.items()}
+
+
+def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
+    out = reference
+    for name in ("DONE", "config.yaml", "log.txt", "metrics.json", "report.html", "manifest.parquet"):
+        assert (out / name).is_file(), name
+    n_images = round(0.1 * (N_A + 1 + N_B))  # the unreadable file counts as a pool image
+    files = sorted(p.name for p in (out / "images").iterdir())
+    assert files == [f"mosaic_{i:05d}.png" for i in range(n_images)]
+    assert all(Image.open(out / "images" / f).size == (256, 256) for f in files)
+
+    table, meta = read_manifest(out / "manifest.parquet")
+    d = table.to_pydict()
+    assert meta["method"] == "optidel" and meta["n_output_images"] == n_images
+    assert table.num_rows == 9 * (N_A + N_B)  # every patch of every readable pool image
+    sel = np.asarray(d["selected"])
+    assert sel.sum() == 4 * n_images
+    ranks = sorted(r for r in d["rank"] if r is not None)
+    assert ranks == list(range(4 * n_images))
+    # scores: margin = d2 - d1, prototype = d1, no MAE run -> NaN; the selected are the smallest margins
+    d1, d2, margin = (np.asarray(d[c], np.float64) for c in ("d1", "d2", "score_margin"))
+    assert np.allclose(margin, d2 - d1, atol=1e-6) and np.allclose(d["score_prototype"], d1)
+    assert np.isnan(np.asarray(d["score_reconstruction"], np.float64)).all()
+    assert margin[sel].max() <= margin[~sel].min() + 1e-7
+    # each mosaic holds 4 tiles 0..3
+    per_file: dict[str, list[int]] = {}
+    for o, t in zip(d["output_image"], d["tile"], strict=True):
+        if o is not None:
+            per_file.setdefault(o, []).append(t)
+    assert sorted(per_file) == files and all(sorted(v) == [0, 1, 2, 3] for v in per_file.values())
+    # every row traces to a real image and a box inside it
+    pool = {im.uid: im for im in list_pool(pools)}
+    for i in range(0, table.num_rows, 7):
+        im = pool[d["image_uid"][i]]
+        assert (
+            str(im.path) == d["image_path"][i] and d["image_uid"][i] == f"{d['source'][i]}/{d['image_id'][i]}"
+        )
+        assert (
+            0 <= d["x0"][i] < d["x1"][i] <= d["image_w"][i]
+            and 0 <= d["y0"][i] < d["y1"][i] <= d["image_h"][i]
+        )
+    # the pixels of a tile are the crop of its box
+    i = int(np.flatnonzero(sel)[0])
+    img = load_rgb(d["image_path"][i])
+    assert (img.shape[1], img.shape[0]) == (d["image_w"][i], d["image_h"][i])
+    tile = fit_tile(crop(img, (d["x0"][i], d["y0"][i], d["x1"][i], d["y1"][i])), 128, "pad")
+    r, c = divmod(d["tile"][i], 2)
+    mosaic = np.asarray(Image.open(out / "images" / d["output_image"][i]))
+    assert np.array_equal(mosaic[r * 128 : (r + 1) * 128, c * 128 : (c + 1) * 128], tile)
+    # the unreadable image is reported, not in the manifest; the output works as a pool
+    assert not any("zz_broken" in u for u in d["image_uid"])
+    assert "zz_broken_0" in (out / "report.html").read_text()
+    assert len(list_pool([out])) == n_images
+
+
+def test_rerun_is_cached_and_identical(reference: Path, pools: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    before = (out / "manifest.parquet").read_bytes()
+    calls: list[int] = []
+    run_selection(cfg_for(pools, out, report=True), proposer=FakeGridProposer(calls=calls))
+    stages = json.loads((out / "metrics.json").read_text())["stages"]
+    assert calls == []  # no image was processed again
+    assert all(stages[s]["cached"] for s in ("patches", "kmeans", "images", "manifest", "report"))
+    assert (out / "manifest.parquet").read_bytes() == before and (out / "DONE").is_file()
+
+
+def test_changed_config_recomputes_downstream_only(reference: Path, pools: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    run_selection(cfg_for(pools, out, ratio=0.2), proposer=FakeGridProposer())
+    st = json.loads((out / "metrics.json").read_text())["stages"]
+    assert st["patches"]["cached"] and st["kmeans"]["cached"] and not st["images"]["cached"]
+    assert len(list((out / "images").iterdir())) == 8
+    run_selection(cfg_for(pools, out, ratio=0.2, k=3), proposer=FakeGridProposer())
+    st = json.loads((out / "metrics.json").read_text())["stages"]
+    assert st["patches"]["cached"] and not st["kmeans"]["cached"]
+    assert set(pq.read_table(out / "manifest.parquet").column("cluster").to_pylist()) == {0, 1, 2}
+
+
+def test_resume_after_injected_failure(reference: Path, pools: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="injected"):
+        run_selection(cfg_for(pools, out), proposer=FakeGridProposer(fail_after=20))  # 2 full shards of 8
+    shard_dir = next((out / "cache").glob("patches-*"))
+    assert sorted(p.name for p in shard_dir.glob("shard_*.parquet")) == [
+        "shard_00000.parquet",
+        "shard_00001.parquet",
+    ]
+    assert not (out / "DONE").exists()
+    calls: list[int] = []
+    run_selection(cfg_for(pools, out), proposer=FakeGridProposer(calls=calls))
+    assert (
+        len(calls) == N_A + N_B - 16
+    )  # only the images of the missing shards (the broken one is never proposed)
+    assert manifest_dict(out) == manifest_dict(reference)
+    assert not list(shard_dir.glob("shard_*"))  # merged, shards removed
+
+
+def test_batched_proposer_gives_the_same_manifest(reference: Path, pools: list[str], tmp_path: Path) -> None:
+    sizes: list[int] = []
+
+    class Batched(FakeGridProposer):
+        def process_batch(self, imgs: list[np.ndarray]) -> list:
+            sizes.append(len(imgs))
+            return [self.process(im) for im in imgs]
+
+    out = tmp_path / "out"
+    calls: list[int] = []
+    run_selection(cfg_for(pools, out, proposer_batch=3), proposer=Batched(calls=calls))
+    assert max(sizes) == 3 and len(calls) == N_A + N_B  # batches of up to 3 images, every image once
+    assert manifest_dict(out) == manifest_dict(reference)
+
+
+KILL_SCRIPT = """
+import sys, time
+from select_fakes import FakeGridProposer
+from optidel.select.pipeline import run_selection, selection_config
+
+class Slow(FakeGridProposer):
+    def process(self, img):
+        time.sleep(0.15)
+        return super().process(img)
+
+pools = sys.argv[2:]
+run_selection(selection_config(pool=pools, out=sys.argv[1], ratio=0.1, shard_size=8, report=False), proposer=Slow())
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    env["OPTIDEL_PROGRESS"] = "0"
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def test_resume_after_kill(reference: Path, pools: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out), *pools], env=_env())
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list((out / "cache").glob("patches-*/shard_00001.parquet")):
+            assert proc.poll() is None, "the selection process ended before it could be killed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    shard_dir = next((out / "cache").glob("patches-*"))
+    done_shards = len(list(shard_dir.glob("shard_*.parquet")))
+    assert 2 <= done_shards < 6 and not (shard_dir / "done.json").exists()
+    calls: list[int] = []
+    run_selection(cfg_for(pools, out), proposer=FakeGridProposer(calls=calls))
+    assert len(calls) < N_A + N_B  # resumed, not restarted
+    assert manifest_dict(out) == manifest_dict(reference)
+
+
+DIST_SCRIPT = """
+import sys
+from select_fakes import FakeGridProposer
+from optidel.select.pipeline import run_selection, selection_config
+
+calls = []
+run_selection(selection_config(pool=sys.argv[2:], out=sys.argv[1], ratio=0.1, shard_size=8, report=False),
+              proposer=FakeGridProposer(calls=calls))
+print("IMAGES", len(calls))
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_with_gloo(reference: Path, pools: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = _env()
+        env.update(
+            {
+                "WORLD_SIZE": "2",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            }
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", DIST_SCRIPT, str(out), *pools],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    counts = [int(o[0].split("IMAGES")[1]) for o in outs]
+    assert counts[0] > 0 and counts[1] > 0 and sum(counts) == N_A + N_B  # the work was split
+    assert (out / "DONE").is_file() and (out / "log.rank1.txt").is_file()
+    assert manifest_dict(out) == manifest_dict(reference)
+
+
+def test_strict_fails_on_unreadable_image(pools: list[str], tmp_path: Path) -> None:
+    with pytest.raises(ImageDecodeError, match="zz_broken_0.png: empty file"):
+        run_selection(cfg_for(pools, tmp_path / "out", strict=True), proposer=FakeGridProposer())
+
+
+def test_image_level_random_copies_files(pools: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_selection(cfg_for([pools[1]], out, method="random", ratio=0.5))
+    table, meta = read_manifest(out / "manifest.parquet")
+    d = table.to_pydict()
+    assert meta["level"] == "image" and table.num_rows == 5 and d["patch_id"] == [None] * 5
+    for name, src in zip(d["output_image"], d["image_path"], strict=True):
+        assert (out / "images" / name).read_bytes() == Path(src).read_bytes()
+    assert not list((out / "cache").glob("patches-*"))  # no patch stage for an image-level method
+
+
+def test_cli_select_with_config_and_overrides(pools: list[str], tmp_path: Path) -> None:
+    from optidel.cli import app
+
+    cfg_file = tmp_path / "sel.yaml"
+    cfg_file.write_text(yaml.safe_dump({"ratio": 0.5, "seed": 1, "method": "full"}))
+    out = tmp_path / "out"
+    args = [
+        "select",
+        "--pool",
+        pools[1],
+        "--out",
+        str(out),
+        "--config",
+        str(cfg_file),
+        "--method",
+        "random",
+        "--set",
+        "seed=7",
+        "--no-report",
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert (
+        saved["method"] == "random" and saved["ratio"] == 0.5 and saved["seed"] == 7
+    )  # file < option < --set
+    assert len(list((out / "images").iterdir())) == 5 and not (out / "report.html").exists()
+    r = CliRunner().invoke(app, ["select", "--pool", pools[1], "--out", str(out), "--method", "nope"])
+    assert r.exit_code == 2 and "unknown selection method" in r.output
+
+
+@pytest.mark.slow
+def test_real_grid_proposer_through_the_cli(tmp_path: Path) -> None:
+    """The real factories (grid patches + LiteMedSAM box features) on 4 tiny images, end to end via the CLI."""
+    pytest.importorskip("optidel.select.proposers")
+    from optidel.cli import app
+
+    pool = make_pool(tmp_path / "pool", 2, size=48, seed=3)
+    out = tmp_path / "out"
+    args = [
+        "select",
+        "--pool",
+        str(pool),
+        "--out",
+        str(out),
+        "--patches",
+        "grid",
+        "--ratio",
+        "0.5",
+        "--no-report",
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    table, meta = read_manifest(out / "manifest.parquet")
+    assert meta["n_output_images"] == 1 and sum(table.column("selected").to_pylist()) == 4
+    assert np.isnan(
+        np.asarray(table.column("pred_iou").to_pylist(), float)
+    ).all()  # grid patches: no SAM scores
+    spec = json.loads(next((out / "cache").glob("patches-*/spec.json")).read_text())
+    assert spec["embedder_key"]["embedder"] == "litemedsam-box-pool"

@@ -1,0 +1,72 @@
+"""The report: self-contained HTML with every figure embedded, PNGs on disk, PCA helpers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from optidel.select.report import ReportData, map_sample, pca_2d, write_report
+
+
+def test_pca_2d_finds_the_main_axis() -> None:
+    rng = np.random.default_rng(0)
+    x = np.zeros((200, 5))
+    x[:, 2] = rng.normal(size=200) * 10
+    x[:, 4] = rng.normal(size=200)
+    xy = pca_2d(x)
+    assert xy.shape == (200, 2)
+    assert abs(np.corrcoef(xy[:, 0], x[:, 2])[0, 1]) > 0.99 and xy[:, 0].var() > xy[:, 1].var()
+    assert pca_2d(x[:1]).shape == (1, 2)
+
+
+def test_map_sample_keeps_all_selected() -> None:
+    sel = np.zeros(1000, bool)
+    sel[::50] = True
+    rows = map_sample(1000, sel, np.random.default_rng(0), m=100)
+    assert rows.size == 100 and set(np.flatnonzero(sel)) <= set(rows.tolist())
+    assert np.all(np.diff(rows) > 0)
+
+
+def test_write_report(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    sel = np.zeros(n, bool)
+    sel[:12] = True
+    crops = [(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), f"{i}") for i in range(5)]
+    data = ReportData(
+        title="test report",
+        summary=[("pool images", 100), ("N", 12)],
+        timings=[("patches", 1.5, "computed")],
+        source_counts=[("a", 60, 200, 8), ("b", 40, 100, 4)],
+        scores={
+            "margin": rng.uniform(size=n),
+            "prototype": rng.uniform(size=n),
+            "reconstruction": np.full(n, np.nan),
+        },
+        selected=sel,
+        threshold=0.1,
+        hardest=crops,
+        easiest=crops,
+        samples=[(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "mosaic_00000.png")],
+        map_xy=rng.normal(size=(n, 2)),
+        map_cluster=rng.integers(0, 7, n),
+        map_selected=sel,
+        failed=[("a/bad", "empty file (0 bytes)")],
+    )
+    path = write_report(tmp_path, data)
+    html = path.read_text()
+    pngs = {p.name for p in (tmp_path / "report").glob("*.png")}
+    assert pngs == {
+        "sources.png",
+        "scores.png",
+        "embedding_map.png",
+        "hardest.png",
+        "easiest.png",
+        "samples.png",
+    }
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == len(pngs)
+    assert not re.search(r'src="(http|/|\.)', html)  # self-contained
+    for text in ("pool images", "Counts per source", "Hardest patches", "a/bad", "Runtime per stage"):
+        assert text in html
