@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
+
+# Under load (other jobs on the same cores) busy-waiting OpenMP threads slow torch several-fold; passive waiting
+# costs little on an idle machine. Set before torch is imported; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 from rich.logging import RichHandler
 
 from optidel import __version__
-from optidel.data import commands as data_commands
 from optidel.bench.command import benchmark as benchmark_command
+from optidel.data import commands as data_commands
 from optidel.data import commands_fetch
 from optidel.demo.command import demo as demo_command
 from optidel.downstream.command import evaluate as evaluate_command

@@ -168,6 +168,22 @@ def test_batched_proposer_gives_the_same_manifest(reference: Path, pools: list[s
     assert manifest_dict(out) == manifest_dict(reference)
 
 
+def test_shards_of_a_changed_proposer_are_not_resumed(tmp_path: Path) -> None:
+    from optidel.select.pipeline import SelectionPipeline
+
+    root = tmp_path / "patches-x"
+    root.mkdir()
+    for name in ("shard_00000.parquet", "emb_00000.npy"):
+        (root / name).write_bytes(b"old")
+    SelectionPipeline._check_shard_spec(root, {"proposer_key": {"version": 1}})
+    assert (root / "shard_00000.parquet").exists()  # first spec: shards kept
+    SelectionPipeline._check_shard_spec(root, {"proposer_key": {"version": 1}})
+    assert (root / "shard_00000.parquet").exists()  # same proposer: resumed
+    SelectionPipeline._check_shard_spec(root, {"proposer_key": {"version": 2}})
+    assert not list(root.glob("shard_*")) and not list(root.glob("emb_*"))
+    assert json.loads((root / "spec.json").read_text()) == {"proposer_key": {"version": 2}}
+
+
 KILL_SCRIPT = """
 import sys, time
 from select_fakes import FakeGridProposer

@@ -37,6 +37,7 @@ class DemoConfig:
         synthetic_pairs: size of the generated segmentation dataset.
         ratio: compact-set size as a fraction of the pool.
         patches: patch proposer for the optidel selection (sam = LiteMedSAM).
+        embedder: patch embedder (None = the proposer's own LiteMedSAM features).
         pretrain_steps, pretrain_batch, img_size, patch_size: MAE pre-training (ViT-Tiny), equal for both sets.
         finetune_epochs, finetune_img_size: downstream fine-tuning.
         seed: seeds every stage.
@@ -47,6 +48,7 @@ class DemoConfig:
     synthetic_pairs: int = 120
     ratio: float = 0.05
     patches: str = "sam"
+    embedder: str | None = None
     pretrain_steps: int = 300
     pretrain_batch: int = 32
     img_size: int = 64
@@ -62,6 +64,7 @@ QUICK = {
     "synthetic_pairs": 24,
     "ratio": 0.25,
     "patches": "grid",
+    "embedder": "timm:resnet18",  # random-init features: a smoke test of the plumbing, not a meaningful selection
     "pretrain_steps": 6,
     "pretrain_batch": 8,
     "img_size": 32,
@@ -120,7 +123,14 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> dict[str, Any]:
             if not is_done(sel):
                 run_selection(
                     selection_config(
-                        pool=pool, out=sel, method=method, ratio=cfg.ratio, patches=cfg.patches, seed=cfg.seed
+                        pool=pool,
+                        out=sel,
+                        method=method,
+                        ratio=cfg.ratio,
+                        patches=cfg.patches,
+                        embedder=cfg.embedder,
+                        seed=cfg.seed,
+                        report=method == "optidel",
                     )
                 )
             timings[f"select {method}"] = time.perf_counter() - t

@@ -509,7 +509,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         per_image = test_scores.per_image
         atomic_write_text(
             out / "per_image.csv",
-            _csv_text(per_image, ["id", "iou_fg", "dice_fg", "fg_fraction", "pred_fg_fraction"]),
+            _csv_text(
+                per_image, ["id", "iou_fg", "dice_fg", "fg_fraction", "pred_fg_fraction", "tp", "fp", "fn", "tn"]
+            ),
         )
         atomic_write_text(
             out / "history.csv",

@@ -91,7 +91,7 @@ class SegmentationScores:
     Attributes:
         confusion: (2, 2) int64 over all scored pixels seen so far.
         per_image: one dict per image: ``id``, ``iou_fg``, ``dice_fg``, ``fg_fraction`` (true foreground share of
-            the scored pixels), ``pred_fg_fraction``.
+            the scored pixels), ``pred_fg_fraction``, and its confusion counts ``tp``, ``fp``, ``fn``, ``tn``.
     """
 
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((2, 2), np.int64))
@@ -123,6 +123,11 @@ class SegmentationScores:
                     "dice_fg": dice,
                     "fg_fraction": float(cm[1].sum()) / n,
                     "pred_fg_fraction": float(cm[:, 1].sum()) / n,
+                    # confusion counts (foreground positive): the benchmark's bootstrap resamples images with these
+                    "tp": int(cm[1, 1]),
+                    "fp": int(cm[0, 1]),
+                    "fn": int(cm[1, 0]),
+                    "tn": int(cm[0, 0]),
                 }
             )
 

@@ -105,7 +105,7 @@ def feature_boxes(
     from scipy import ndimage
 
     h, w = valid_hw64
-    x = features[:, :h, :w].reshape(features.shape[0], -1).t().float()
+    x = features[:, :h, :w].reshape(features.shape[0], -1).t().float().cpu()
     x = torch.nn.functional.normalize(x, dim=1)
     mean = torch.nn.functional.normalize(x.mean(0), dim=0)
     sal = (1.0 - x @ mean).view(h, w).cpu().numpy()

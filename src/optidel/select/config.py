@@ -77,6 +77,14 @@ class SelectConfig:
     # drop a chosen patch whose cosine similarity to an earlier (harder) chosen one exceeds this
     dedup_threshold: float | None = None
     max_per_image: int | None = None  # at most this many chosen patches per source image
+    # -- image-level baselines (meddel, semdedup, prototypes, moderate) --
+    image_k: int | None = (
+        None  # k-means clusters over image embeddings; None = the default_k rule on the images
+    )
+    meddel_eps: float = 0.9  # MedDEL: images farther than this cosine distance from their centre are outliers
+    meddel_keep: Literal["nearer", "farther"] = (
+        "nearer"  # MedDEL: of a duplicate pair keep the one nearer the centre
+    )
     # -- synthesis --
     mosaic: bool = True  # False: the hard-only ablation (no 2x2 mosaics)
     mosaic_size: int = 256  # output image side in pixels (tiles are mosaic_size / 2)
@@ -92,6 +100,9 @@ class SelectConfig:
     )
     strict: bool = False  # an unreadable pool image (or too few patches) is an error instead of a warning
     report: bool = True  # write report.html and report/
+    cache_dir: str | None = (
+        None  # stage cache folder; None = OUT/cache (the benchmark shares one across selections)
+    )
 
 
 def default_k(n_patches: int) -> int:

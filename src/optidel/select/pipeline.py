@@ -169,7 +169,8 @@ class SelectionPipeline:
         self.cfg = cfg
         self.pool = pool
         self.out = Path(cfg.out)
-        self.cache = self.out / "cache"
+        self.cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
+        self.stamps = self.out / "cache"  # what OUT's own files hold: never in a shared cache_dir
         self._proposer = proposer
         self._embedder = embedder
         self._injected = proposer is not None
@@ -270,14 +271,14 @@ class SelectionPipeline:
         return final, info
 
     def _stamp_matches(self, name: str, key: str, *paths: Path) -> dict[str, Any] | None:
-        stamp = self.cache / f"{name}.json"
+        stamp = self.stamps / f"{name}.json"
         if not stamp.is_file() or not all(p.exists() for p in paths):
             return None
         data = json.loads(stamp.read_text())
         return data if data.get("key") == key else None
 
     def _write_stamp(self, name: str, data: dict[str, Any]) -> None:
-        atomic_write_json(self.cache / f"{name}.json", data)
+        atomic_write_json(self.stamps / f"{name}.json", data)
 
     # ---------------------------------------------------------------- patches + embeddings
     def _models(self) -> tuple[PatchProposer, PatchEmbedder | None]:
@@ -313,6 +314,14 @@ class SelectionPipeline:
             logger.info("patches: cached (%d patches, %s)", len(store), root.name)
             return store
         proposer, embedder = self._models()
+        spec = {
+            "spec": self.proposer_spec(),
+            "proposer_key": proposer.cache_key(),
+            "embedder_key": embedder.cache_key() if embedder else None,
+        }
+        if self.dist.rank == 0:
+            self._check_shard_spec(root, spec)
+        self.dist.barrier()  # no rank starts before stale shards are gone
         if self.dist.rank == 0:
             logger.info(
                 "patches: proposer %s, embedder %s, %d images",
@@ -337,16 +346,28 @@ class SelectionPipeline:
         if self.dist.rank != 0:
             return None
         store = merge_shards(root, len(self.pool), self.cfg.shard_size, embedding_dim(proposer, embedder))
-        atomic_write_json(
-            root / "spec.json",
-            {
-                "spec": self.proposer_spec(),
-                "proposer_key": proposer.cache_key(),
-                "embedder_key": embedder.cache_key() if embedder else None,
-            },
-        )
         self._record("patches", time.perf_counter() - t0, False, store.seconds)
         return store
+
+    @staticmethod
+    def _check_shard_spec(root: Path, spec: dict[str, Any]) -> None:
+        """Shards on disk from a proposer/embedder whose own ``cache_key()`` differs (its code or defaults changed)
+        are deleted, so a resumed stage never mixes two proposers; then ``spec.json`` records the current one."""
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / "spec.json"
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old != json.loads(json.dumps(spec, default=str)):
+                stale = sorted(root.glob("shard_*.parquet")) + sorted(root.glob("emb_*.npy"))
+                logger.warning(
+                    "patches: the proposer/embedder changed since the shards in %s were written; recomputing "
+                    "(%d stale shard files removed)",
+                    root,
+                    len(stale) // 2,
+                )
+                for f in stale:
+                    f.unlink(missing_ok=True)
+        atomic_write_json(path, spec)
 
     def patches(self) -> PatchStore:
         if "patches" not in self._memo:

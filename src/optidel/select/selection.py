@@ -21,11 +21,6 @@ from optidel.select.cluster import FaissThreads, faiss_threads, import_faiss
 DEDUP_BLOCK = 2048
 
 
-def n_patches_for(n_images: int, per_image: int = 4) -> int:
-    """N = ``per_image`` x ``n_images`` (4 patches per 2x2 mosaic)."""
-    return per_image * n_images
-
-
 def greedy_select(
     order: np.ndarray,
     n: int,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from optidel.ssl.config import PretrainConfig
@@ -165,11 +166,13 @@ def pretrain(
     if rank != 0:
         return
     if result.already_done:
-        console.print(f"[green]{out} is already done[/green] (same config; DONE exists): nothing to do")
+        console.print(
+            f"[green]{escape(str(out))} is already done[/green] (same config; DONE exists): nothing to do"
+        )
         return
     loss = "" if result.final_loss is None else f", loss {result.first_loss:.4f} -> {result.final_loss:.4f}"
     console.print(
-        f"[green]done:[/green] {out} ({result.steps} steps on {result.n_images} images{loss}, "
+        f"[green]done:[/green] {escape(str(out))} ({result.steps} steps on {result.n_images} images{loss}, "
         f"{result.elapsed_s:.0f} s of training); encoder: {out / 'encoder.safetensors'}"
     )
 
@@ -184,6 +187,6 @@ def build_config(config: Path | None, flags: dict[str, Any], overrides: list[str
     return resolve_config(PretrainConfig, overrides=overrides, base=base)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(2)

@@ -9,6 +9,10 @@ easy            patch   ablation: the easiest patches, in mosaics
 mosaic-random   patch   ablation: random patches, in mosaics
 optidel-grid    patch   ablation: optidel with grid patches instead of SAM
 random          image   baseline: ratio x pool images at random
+meddel          image   baseline: MedDEL (k-means; drop outliers and near-duplicates, threshold searched)
+semdedup        image   baseline: SemDeDup (drop near-duplicates in each cluster, threshold searched)
+prototypes      image   baseline: images farthest from their k-means centroid (Sorscher et al. 2022)
+moderate        image   baseline: Moderate-DS (distance to the centre closest to its cluster's median)
 full            image   reference: every pool image
 ==============  ======  ==========================================================================================
 
@@ -19,10 +23,14 @@ from optidel.select.strategies import (  # noqa: F401  (each module registers it
     easy,
     full_pool,
     hard_only,
+    meddel,
+    moderate,
     mosaic_random,
     optidel,
     optidel_grid,
+    prototypes,
     random_images,
+    semdedup,
 )
 from optidel.select.strategies.base import (
     STRATEGIES,
