@@ -1,6 +1,7 @@
 """The compact-set builder: pool -> patches -> embeddings -> k-means -> scores -> selection -> images -> manifest -> report.
 
-:func:`run_selection` is the Python API of ``optidel select``. Every stage caches its result under ``OUT/cache`` in
+:func:`run_selection` is the Python API of ``optidel select``. Every stage caches its result under ``OUT/cache`` (or
+``cache_dir``, which several selections of one pool may share) in
 a folder named by a hash of exactly the settings that affect it, so a rerun with the same config only reads, and a
 changed config recomputes only the stages downstream of the change::
 
