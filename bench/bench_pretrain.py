@@ -6,8 +6,13 @@ For each method (MAE, SimCLR) and repeat, alternating which goes first:
   from its ``metrics.csv`` after ``--skip`` warm-up steps: ``(images after the skip) / (elapsed_s after the skip)``,
   so everything inside the loop counts (batch gathering from the cache, augmentation on whole batches, masking,
   forward, backward, AdamW, scheduler, logging, progress bar);
-- **bare**: in this process, the same model (``optidel.ssl.train.build_model``), AdamW with the same parameter groups,
-  inputs that are pre-made random tensors (no data, no augmentation), timed after the same warm-up.
+- **bare**: a fresh process (this script with ``--bare METHOD``) training the same model
+  (``optidel.ssl.train.build_model``) with AdamW, the same parameter groups and a schedule, on pre-made random tensors
+  (no data, no augmentation), timed after the same warm-up.
+
+Both sides run as fresh processes with the same environment, including ``OMP_WAIT_POLICY`` (PASSIVE unless set: the
+``optidel`` CLI sets that default before importing torch, and on a loaded machine it changes torch's speed
+several-fold, so a comparison in which only one side has it measures the setting, not the pipeline).
 
 It prints the medians and their ratio (pipeline / bare; goal >= 0.9) and writes ``bench/results/pretrain_throughput.json``.
 SimCLR images/s count source images (each gives two views).
@@ -30,10 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "kvasir-seg"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OPTIDEL_PROGRESS="1", HF_HUB_OFFLINE="1")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
 
 
 def pipeline_images_per_s(args: argparse.Namespace, method: str, data: str, out: Path) -> float:
@@ -47,8 +56,7 @@ def pipeline_images_per_s(args: argparse.Namespace, method: str, data: str, out:
         str(args.steps),
     ]
     cmd += ["--checkpoint-every", str(10**9), "--set", f"log_every={args.log_every}", "--out", str(out)]
-    env = dict(os.environ, OPTIDEL_PROGRESS="1")
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, env=_env(), stdout=subprocess.DEVNULL)
     from optidel.ssl.plots import read_metrics
 
     rows = read_metrics(out / "metrics.csv")
@@ -58,6 +66,18 @@ def pipeline_images_per_s(args: argparse.Namespace, method: str, data: str, out:
 
 
 def bare_images_per_s(args: argparse.Namespace, method: str) -> float:
+    """:func:`bare_loop` in a fresh process with the pipeline's environment."""
+    cmd = [sys.executable, __file__, "--bare", method, "--steps", str(args.steps), "--skip", str(args.skip)]
+    cmd += ["--log-every", str(args.log_every), "--batch-size", str(args.batch_size)]
+    cmd += ["--img-size", str(args.img_size)]
+    out = subprocess.run(cmd, check=True, env=_env(), capture_output=True, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["images_per_s"])
+
+
+def bare_loop(args: argparse.Namespace, method: str) -> float:
+    """images/s of forward + backward + AdamW + schedule on random tensors, after ``args.skip`` steps."""
+    import torch
+
     from optidel.ssl.config import PretrainConfig
     from optidel.ssl.schedule import param_groups, warmup_cosine
     from optidel.ssl.train import build_model
@@ -103,7 +123,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--img-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pretrain_throughput.json")
+    ap.add_argument(
+        "--bare", choices=["mae", "simclr"], help=argparse.SUPPRESS
+    )  # internal: one bare measurement
     args = ap.parse_args()
+    if args.bare:
+        print(json.dumps({"images_per_s": bare_loop(args, args.bare)}))
+        return
     if args.skip % args.log_every or args.skip >= args.steps:
         ap.error("--skip must be a multiple of --log-every and below --steps")
 
@@ -147,6 +173,8 @@ def main() -> None:
         }
         print(f"{method}: pipeline {mp:.1f} img/s, bare {mb:.1f} img/s, ratio {mp / mb:.3f}", flush=True)
 
+    import torch
+
     report = {
         "what": "optidel pretrain images/s (metrics.csv, after warm-up) vs a bare loop of the same model on random tensors",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -155,6 +183,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": _env()["OMP_WAIT_POLICY"],
             "load_average_at_end": os.getloadavg(),
         },
         "settings": {
