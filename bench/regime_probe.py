@@ -68,7 +68,7 @@ def main() -> None:
     for ds in args.datasets:
         for arm, enc in (("pretrained", str(run / "encoder.safetensors")), ("random-init", "none")):
             for seed in args.seeds:
-                fdir = out / "finetune" / f"{arm}_{ds}_s{seed}"
+                fdir = out / "finetune" / f"{args.mode}_lf{args.label_fraction:g}_{arm}_{ds}_s{seed}"
                 cfg = FinetuneConfig(
                     encoder=enc,
                     dataset=str(root / ds),
@@ -119,7 +119,7 @@ def main() -> None:
             f"{ds:12s} {p.mean():8.4f} +- {p.std():.4f} {r.mean():8.4f} +- {r.std():.4f} {diff:+8.4f} "
             f"{2 * sd:8.4f} {signal}"
         )
-    dest = ROOT / "bench" / "results" / f"regime_{args.name}.json"
+    dest = ROOT / "bench" / "results" / f"regime_{args.name}_{args.mode}_lf{args.label_fraction:g}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"written {dest}")

@@ -171,3 +171,17 @@ def test_stability_bboxes_and_mapping():
     assert bb[0].tolist() == [3, 2, 7, 5]
     out = boxes_to_image(np.array([[10, 10, 20, 30]]), scale=2.0, margin=0.1, image_hw=(50, 60))
     assert out.tolist() == [[18, 16, 42, 50]]  # (9, 8, 21, 32) x 2, y1 clipped to the image height
+
+
+def test_keep_freed_memory_is_safe_and_idempotent():
+    import platform
+
+    from optidel.select.litemedsam import keep_freed_memory
+
+    first = keep_freed_memory()
+    assert isinstance(first, bool) and keep_freed_memory() is first  # applied once per process
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert first  # mallopt accepted both settings
+    big = torch.empty(64 * 1024 * 1024, dtype=torch.uint8)  # a block above glibc's mmap threshold still works
+    big.fill_(1)
+    assert int(big[-1]) == 1

@@ -107,6 +107,23 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
     assert not any("zz_broken" in u for u in d["image_uid"])
     assert "zz_broken_0" in (out / "report.html").read_text()
     assert len(list_pool([out])) == n_images
+    # 16 selected patches are too few for a V-information estimate: said in the report, no vinfo.json
+    assert "V-information not estimated" in (out / "report.html").read_text()
+    assert not (out / "vinfo.json").exists()
+
+
+def test_report_has_vinfo_of_the_selection(pools: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_selection(cfg_for(pools, out, ratio=0.5, report=True), proposer=FakeGridProposer())
+    v = json.loads((out / "vinfo.json").read_text())
+    n_sel = 4 * round(0.5 * (N_A + 1 + N_B))
+    assert v["estimator"]["n_set"] == n_sel and v["estimator"]["n_pool"] == 9 * (N_A + N_B)
+    assert v["random"]["n_draws"] == 20
+    assert np.isclose(v["set"]["vinfo_nats"], v["set"]["h_y_nats"] - v["set"]["h_y_given_x_nats"])
+    lo, hi = v["set"]["vinfo_ci95_nats"]
+    assert lo <= v["set"]["vinfo_nats"] <= hi
+    html = (out / "report.html").read_text()
+    assert "V-information" in html and v["verdict"] in html
 
 
 def test_rerun_is_cached_and_identical(reference: Path, pools: list[str], tmp_path: Path) -> None:

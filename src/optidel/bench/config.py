@@ -30,7 +30,7 @@ class BenchmarkConfig:
         select: ``key=value`` overrides of :class:`optidel.select.config.SelectConfig` for every selection.
         pretrain: ``key=value`` overrides of :class:`optidel.ssl.config.PretrainConfig` for every pre-training.
         finetune: ``key=value`` overrides of :class:`optidel.downstream.config.FinetuneConfig` for every fine-tune.
-        share_patch_cache: selections of one seed share one patch + embedding cache (SAM runs once per pool).
+        share_patch_cache: all selections share one patch + embedding cache (SAM runs once per pool).
         n_boot: bootstrap replicates for the confidence intervals.
     """
 

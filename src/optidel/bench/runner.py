@@ -4,7 +4,7 @@ Layout of the output folder::
 
     OUT/config.yaml                               the resolved benchmark config
     OUT/select/<method>_r<ratio>_s<seed>/         optidel select outputs (not for ``full``)
-    OUT/patch-cache/s<seed>/                      patch + embedding cache shared by a seed's selections
+    OUT/patch-cache/                              patch + embedding cache shared by every selection
     OUT/pretrain/<method>_r<ratio>_<ssl>_s<seed>/ optidel pretrain runs
     OUT/finetune/<arm>/<dataset>_lf<fraction>/    optidel finetune runs (arm = a pretrain run or random-init_<arch>_s<seed>)
     OUT/results.csv, results.md, plots/           written by :mod:`optidel.bench.tables` after every run
@@ -109,7 +109,9 @@ class BenchmarkRunner:
             "seed": arm.seed,
         }
         if self.cfg.share_patch_cache:
-            base["cache_dir"] = str(self.out / "patch-cache" / f"s{arm.seed}")
+            # one cache for every seed: the patch stage's key holds no seed (its embedders are seed-free), so SAM
+            # runs once per pool; k-means and everything after it are keyed by the seed
+            base["cache_dir"] = str(self.out / "patch-cache")
         return resolve_config(SelectConfig, overrides=self.cfg.select, base=base)
 
     def pretrain_config(self, arm: Arm):

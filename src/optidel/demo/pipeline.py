@@ -49,7 +49,7 @@ class DemoConfig:
     ratio: float = 0.05
     patches: str = "sam"
     embedder: str | None = None
-    pretrain_steps: int = 300
+    pretrain_steps: int = 250
     pretrain_batch: int = 32
     img_size: int = 64
     patch_size: int = 8
@@ -232,8 +232,8 @@ def summary_markdown(summary: dict[str, Any], cfg: DemoConfig) -> str:
         "",
         "**What this shows:** the pipeline works end to end on this machine (selection report: "
         "`select-optidel/report.html`). **What it does not show:** a few-minute run on a small pool cannot test the "
-        "paper's claim that 5% of the data chosen by OptiDEL beats full-data pre-training; differences here are "
-        "within run-to-run noise. See BENCHMARKS.md for measured comparisons."
+        "paper's claim that 5% of the data chosen by OptiDEL beats full-data pre-training: each row is one run "
+        "of one seed on a compact set of a few images, so its differences are not evidence either way. See BENCHMARKS.md for measured comparisons."
         + (
             " The segmentation task here is synthetic: its numbers say nothing about medical images."
             if synth

@@ -10,7 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-_METHODS = "optidel, hard-only, easy, mosaic-random, optidel-grid, random, full"
+_METHODS = (
+    "optidel, hard-only, easy, mosaic-random, optidel-grid (patch level); "
+    "random, full, meddel, semdedup, prototypes, moderate (image level)"
+)
 
 
 def _cli_values(**options: Any) -> dict[str, Any]:

@@ -24,6 +24,8 @@ forward passes):
   hypernetwork is evaluated (single-mask output, as LiteMedSAM is used with boxes).
   Counted with ``torch.utils.flop_counter`` (the fused ops have FLOP formulas registered here): ~3.0 GFLOPs per
   box instead of the package's 3.6, in much less time.
+- memory: glibc is asked to keep freed blocks (:func:`keep_freed_memory`): otherwise every 67 MB activation of the
+  encoder's first stage is a fresh ``mmap`` and ~16k page faults.
 
 References:
     - [0] LiteMedSAM, MedSAM-on-laptop baseline, CVPR 2024 challenge, https://github.com/bowang-lab/MedSAM (LiteMedSAM branch)
@@ -41,6 +43,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from optidel.log import logger
 
 if TYPE_CHECKING:
     import torch
@@ -120,6 +124,35 @@ def preprocess(img: np.ndarray, normalize: Normalize = "minmax") -> tuple[np.nda
 
 
 @functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of returning it to the OS (once per process).
+
+    glibc serves every block above 32 MiB with a fresh ``mmap`` and unmaps it on free, so each of the encoder's
+    67 MB activations (256 channels at 256x256) costs ~16k page faults on first touch: ~80 ms per tensor, measured
+    as 11% of the encoder's and 17% of the decoder's time on one core. With ``M_MMAP_MAX = 0`` and a high
+    ``M_TRIM_THRESHOLD`` the freed blocks are reused; the process's resident memory stays at its peak (~1-2 GB).
+
+    Returns:
+        True when applied (Linux with glibc), else False (nothing changed).
+    """
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        ok = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+    if ok:
+        logger.info("malloc: freed memory is kept for reuse (no mmap/page-fault churn on large activations)")
+    return ok
+
+
+@functools.cache
 def load_litemedsam_module(device: str = "cpu") -> nn.Module:
     """The package's ``MedSAMLite`` with its bundled weights (loaded once per process and device; read-only use)."""
     import torch
@@ -141,6 +174,8 @@ class LiteMedSAM:
         fast: use the re-arranged encoder and decoder (False: the package's own forward passes, for comparison).
         normalize: intensity normalisation (see :func:`preprocess`).
         decoder_chunk: boxes decoded per batch (bounds memory: ~40 MB per box).
+        reuse_memory: call :func:`keep_freed_memory` (process-wide glibc setting; on by default because the
+            proposer runs in long batch jobs where page-fault churn costs 10-17% of the time).
 
     Examples:
         >>> sam = LiteMedSAM()
@@ -149,10 +184,17 @@ class LiteMedSAM:
     """
 
     def __init__(
-        self, device: str = "cpu", fast: bool = True, normalize: Normalize = "minmax", decoder_chunk: int = 32
+        self,
+        device: str = "cpu",
+        fast: bool = True,
+        normalize: Normalize = "minmax",
+        decoder_chunk: int = 32,
+        reuse_memory: bool = True,
     ) -> None:
         import torch
 
+        if reuse_memory:
+            keep_freed_memory()
         self.device = torch.device(device)
         self.fast = fast
         self.normalize: Normalize = normalize

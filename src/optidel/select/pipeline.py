@@ -695,6 +695,43 @@ def _crops(pipe: SelectionPipeline, ids: Sequence[int], caps: Sequence[str]) -> 
     return out
 
 
+VINFO_MIN_SET = 50  # fewer selected patches give no usable 5-fold estimate over 10 pseudo-classes
+VINFO_MAX_SET = 5000  # larger sets and pools are subsampled (seeded): the estimate's cost stays at seconds
+VINFO_MAX_POOL = 50000
+
+
+def selection_vinfo(
+    embeddings: np.ndarray, selected: np.ndarray, seed: int, normalize: bool
+) -> dict[str, Any] | None:
+    """V-information of the selected patches vs random pool subsets of the same size (None: too few selected).
+
+    Args:
+        embeddings: (n_patches, D) patch embeddings (may be memory-mapped); selected: (n_patches,) bool.
+        seed: seeds the subsamples and :func:`optidel.theory.vinfo.vinfo_report`.
+        normalize: L2-normalise rows first (the selection's cosine geometry).
+    """
+    from optidel.theory.vinfo import vinfo_report
+
+    sel = np.flatnonzero(selected)
+    if sel.size < VINFO_MIN_SET or sel.size >= len(selected):
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(11,)))
+    if sel.size > VINFO_MAX_SET:
+        sel = np.sort(rng.choice(sel, VINFO_MAX_SET, replace=False))
+    pool = np.arange(len(selected))
+    if pool.size > VINFO_MAX_POOL:
+        pool = np.sort(rng.choice(pool, VINFO_MAX_POOL, replace=False))
+
+    def rows(idx: np.ndarray) -> np.ndarray:
+        x = np.asarray(embeddings[idx], np.float32)
+        return l2_normalize(x) if normalize else x
+
+    report = vinfo_report(rows(sel), rows(pool), seed=seed)
+    report["estimator"]["n_selected_total"] = int(selected.sum())
+    report["estimator"]["n_pool_total"] = int(len(selected))
+    return report
+
+
 def build_report_data(
     pipe: SelectionPipeline,
     strategy: Strategy,
@@ -754,6 +791,13 @@ def build_report_data(
         data.map_cluster = km.cluster[rows_]
         data.map_selected = selected[rows_]
         data.failed = [(f["uid"], f["reason"]) for f in store.failed]
+        if cfg.vinfo:
+            data.vinfo = selection_vinfo(store.embeddings, selected, cfg.seed, cfg.distance == "cosine")
+            if data.vinfo is None:
+                data.notes.append(
+                    f"V-information not estimated: {int(selected.sum())} selected patches "
+                    f"(at least {VINFO_MIN_SET} needed)."
+                )
     names = sorted({n for n in omap.names if n})[:8]
     for name in names:
         try:
@@ -781,6 +825,7 @@ def write_selection_report(
             STAGE_VERSION,
             omap.key,
             pipe.kmeans_key if result.level == "patch" else None,
+            pipe.cfg.vinfo,
             {k: v for k, v in summary.items() if k != "runtime (s)"},
         ]
     )
@@ -788,7 +833,12 @@ def write_selection_report(
     if stamp is not None:
         pipe._record("report", time.perf_counter() - t0, True, stamp.get("seconds"))
         return path
-    write_report(pipe.out, build_report_data(pipe, strategy, result, omap, summary))
+    data = build_report_data(pipe, strategy, result, omap, summary)
+    if data.vinfo is not None:
+        atomic_write_json(pipe.out / "vinfo.json", data.vinfo)
+    else:
+        (pipe.out / "vinfo.json").unlink(missing_ok=True)
+    write_report(pipe.out, data)
     secs = time.perf_counter() - t0
     pipe._write_stamp("report", {"key": key, "seconds": secs})
     pipe._record("report", secs, False)
@@ -921,6 +971,7 @@ def run_selection(
             write_selection_report(pipe, strategy, result, omap, summary)
         else:  # never leave a report of another selection beside this one
             (out / "report.html").unlink(missing_ok=True)
+            (out / "vinfo.json").unlink(missing_ok=True)
             shutil.rmtree(out / "report", ignore_errors=True)
             (out / "cache" / "report.json").unlink(missing_ok=True)
         total = time.perf_counter() - t_start

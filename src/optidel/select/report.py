@@ -7,7 +7,9 @@ PNGs in ``OUT/report/``:
 - counts per source (pool vs selected);
 - score histograms of the pool with the selected share and the selection threshold;
 - a 2-D PCA map of the patch embeddings coloured by cluster and by selection;
-- galleries of the hardest and easiest patches with their scores, and sample output images.
+- galleries of the hardest and easiest patches with their scores, and sample output images;
+- the V-information of the selected patches against random subsets of the pool of the same size
+  (:func:`optidel.theory.vinfo.vinfo_report`; also written to ``OUT/vinfo.json``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ReportData:
         map_xy: (m, 2) PCA coordinates of a sample of patches, with ``map_cluster`` (m,) and ``map_selected`` (m,).
         failed: unreadable pool images (uid, reason).
         notes: free text lines shown under the summary.
+        vinfo: the :func:`optidel.theory.vinfo.vinfo_report` dict of the selected patches, or None.
     """
 
     title: str
@@ -67,6 +70,7 @@ class ReportData:
     map_selected: np.ndarray | None = None
     failed: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    vinfo: dict[str, Any] | None = None
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -187,6 +191,39 @@ def _fig_gallery(items: list[tuple[np.ndarray, str]], cols: int = 8, size: float
     return png_bytes_of_figure(fig)
 
 
+def _vinfo_section(v: dict[str, Any]) -> str:
+    """The V-information table: the selected set against random subsets of the pool of the same size."""
+    s, r, est = v["set"], v["random"], v["estimator"]
+    lo, hi = s["vinfo_ci95_nats"]
+    rlo, rhi = r["vinfo_p2.5_p97.5_nats"]
+    rows = [
+        (
+            "selected patches",
+            est["n_set"],
+            f"{s['h_y_nats']:.3f}",
+            f"{s['h_y_given_x_nats']:.3f}",
+            f"{s['vinfo_nats']:.3f} (95% CI {lo:.3f}-{hi:.3f})",
+        ),
+        (
+            f"random subsets ({r['n_draws']} draws)",
+            est["n_set"],
+            f"{r['h_y_mean_nats']:.3f}",
+            f"{r['h_y_given_x_mean_nats']:.3f}",
+            f"{r['vinfo_mean_nats']:.3f} (2.5-97.5%: {rlo:.3f}-{rhi:.3f})",
+        ),
+    ]
+    return section(
+        "V-information",
+        html_table(rows, ["set", "n", "H_V(Y|0) nats", "H_V(Y|X) nats", "I_V nats"]),
+        note(v["verdict"]),
+        note(
+            f"Y: {est['labels']} ({est['n_pool']} pool patches). V: {est['family']}; "
+            f"{est['cross_fitting_folds']}-fold cross-fitted. Diverse sets raise H_V(Y|0); sets of boundary (hard) "
+            "patches have a harder-to-predict Y, so a higher H_V(Y|X) is expected here (see docs/theory.md)."
+        ),
+    )
+
+
 def write_report(out_dir: str | Path, data: ReportData) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/report/*.png``; returns the HTML path."""
     out_dir = Path(out_dir)
@@ -239,6 +276,8 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
         )
     if figs["embedding_map"] is not None:
         parts.append(section("Embedding map", fig("embedding_map", "PCA map of the patch embeddings")))
+    if data.vinfo is not None:
+        parts.append(_vinfo_section(data.vinfo))
     if data.hardest:
         parts.append(section(f"Hardest patches (by {data.score_name})", fig("hardest", "hardest patches")))
     if data.easiest:
