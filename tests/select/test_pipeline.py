@@ -107,6 +107,9 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
     assert not any("zz_broken" in u for u in d["image_uid"])
     assert "zz_broken_0" in (out / "report.html").read_text()
     assert len(list_pool([out])) == n_images
+    # stage times do not overlap: the lazily computed patches and k-means are not counted again in "selection"
+    m = json.loads((out / "metrics.json").read_text())
+    assert sum(v["seconds"] for v in m["stages"].values()) <= m["total_seconds"] + 0.05
     # 16 selected patches are too few for a V-information estimate: said in the report, no vinfo.json
     assert "V-information not estimated" in (out / "report.html").read_text()
     assert not (out / "vinfo.json").exists()

@@ -49,7 +49,7 @@ class DemoConfig:
     ratio: float = 0.05
     patches: str = "sam"
     embedder: str | None = None
-    pretrain_steps: int = 250
+    pretrain_steps: int = 300
     pretrain_batch: int = 32
     img_size: int = 64
     patch_size: int = 8
