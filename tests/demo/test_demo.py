@@ -23,3 +23,22 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     again = run_demo(cfg, out)  # finished stages are reused
     assert [r["miou"] for r in again["rows"]] == [r["miou"] for r in summary["rows"]]
     assert json.loads((out / "summary.json").read_text())["synthetic"] is True
+
+
+def test_real_data_pool_is_a_seeded_sample_of_the_train_split(tmp_path: Path, tiny_seg: Path) -> None:
+    from optidel.data.pool import list_pool
+    from optidel.demo.pipeline import _train_sample
+
+    folder = Path(_train_sample(tiny_seg, 12, 0, tmp_path))
+    pool = list_pool([folder])
+    train = {im.path.resolve(): im for im in list_pool([f"{tiny_seg}:train"])}
+    assert len(pool) == 12 and all(
+        im.path.resolve() in train for im in pool
+    )  # train images only, no test image
+    assert _train_sample(tiny_seg, 12, 0, tmp_path) == folder  # reused
+    assert [im.path.resolve() for im in list_pool([_train_sample(tiny_seg, 12, 0, tmp_path / "b")])] == [
+        im.path.resolve() for im in pool
+    ]  # same seed, same sample
+    other = {im.path.resolve() for im in list_pool([_train_sample(tiny_seg, 12, 1, tmp_path / "c")])}
+    assert other != {im.path.resolve() for im in pool}
+    assert _train_sample(tiny_seg, 100, 0, tmp_path) == f"{tiny_seg}:train"  # small split: used whole

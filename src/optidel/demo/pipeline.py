@@ -3,7 +3,8 @@
 1. Data. With no ``--data``: the unlabeled pool is crops of the real images scikit-image ships (retina, IHC, cells,
    microaneurysms, a CT phantom; :mod:`optidel.data.bundled`) and the segmentation task is a **generated** dataset
    (:mod:`optidel.data.synthetic`), labelled SYNTHETIC in every output. With ``--data PATH`` (a segmentation dataset
-   such as ``optidel data fetch kvasir-seg``'s output): the pool is its train split, the task is the dataset itself.
+   such as ``optidel data fetch kvasir-seg``'s output): the pool is a seeded sample of ``pool_images`` of its train
+   images (the whole train split when smaller), the task is the dataset itself.
 2. Select 5% of the pool twice: ``optidel`` (SAM patches, margin hardness, 2x2 mosaics) and ``random``.
 3. Pre-train MAE on each compact set for the same number of steps (compute-matched).
 4. Fine-tune a segmentation head on each encoder and on a random-init encoder; test-set mIoU.
@@ -33,7 +34,8 @@ class DemoConfig:
 
     Attributes:
         data: a segmentation dataset to run on (None = the embedded default: bundled pool + synthetic task).
-        pool_images: size of the embedded pool (crops of scikit-image's bundled images).
+        pool_images: size of the embedded pool (crops of scikit-image's bundled images); with ``data``, the number
+            of its train images drawn (seeded) as the pool.
         synthetic_pairs: size of the generated segmentation dataset.
         ratio: compact-set size as a fraction of the pool.
         patches: patch proposer for the optidel selection (sam = LiteMedSAM).
@@ -79,6 +81,41 @@ def quick_config(**changes: Any) -> DemoConfig:
     return dataclasses.replace(DemoConfig(), **{**QUICK, **changes})
 
 
+def _train_sample(root: Path, n: int, seed: int, dest: Path) -> Path | str:
+    """The demo's pool on real data: ``n`` train images of ``root`` drawn with ``seed``, linked into a folder.
+
+    Keeps the demo's SAM stage at the embedded default's size (a 900-image train split would take ~30 min on 2
+    cores). A split with at most ``n`` train images is used whole (returns ``"root:train"``). The folder holds
+    symbolic links (copies where links are not allowed) and ``SAMPLE.txt`` naming the origin; it is reused when
+    that file matches.
+    """
+    import numpy as np
+
+    from optidel.data.pool import list_pool
+
+    train = list_pool([f"{root}:train"])
+    if len(train) <= n:
+        return f"{root}:train"
+    folder = dest / f"{root.name}-train-sample{n}"
+    stamp = f"{n} of the {len(train)} train images of {root.resolve()}, drawn with seed {seed}\n"
+    if (folder / "SAMPLE.txt").is_file() and (folder / "SAMPLE.txt").read_text() == stamp:
+        return folder
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    pick = np.sort(np.random.default_rng(seed).choice(len(train), size=n, replace=False))
+    for i in pick:
+        im = train[int(i)]
+        link = folder / (im.uid.split("/", 1)[-1].replace("/", "__") + im.path.suffix.lower())
+        try:
+            link.symlink_to(im.path.resolve())
+        except OSError:
+            shutil.copyfile(im.path, link)
+    atomic_write_text(folder / "SAMPLE.txt", stamp)
+    return folder
+
+
 def _prepare_data(cfg: DemoConfig, out: Path) -> tuple[list[str], Path, bool]:
     """(pool sources, downstream dataset, synthetic?)."""
     from optidel.data.bundled import make_bundled_pool
@@ -89,7 +126,7 @@ def _prepare_data(cfg: DemoConfig, out: Path) -> tuple[list[str], Path, bool]:
         root = Path(cfg.data)
         if not is_seg_dataset(root):
             raise FileNotFoundError(f"--data {root}: not a segmentation dataset (needs images/ and masks/)")
-        return [f"{root}:train"], root, is_synthetic(root)
+        return [str(_train_sample(root, cfg.pool_images, cfg.seed, out / "data"))], root, is_synthetic(root)
     pool = out / "data" / "bundled-pool"
     if not (pool / "BUNDLED.txt").is_file():
         make_bundled_pool(pool, n=cfg.pool_images, size=256, seed=cfg.seed)
