@@ -41,25 +41,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from optidel.select.patch_store import PATCH_SCHEMA
 from optidel.utils.atomic import atomic_open
 
+# one row per pool patch: the patch table's columns (provenance and SAM scores), then clustering, scores, selection
 MANIFEST_SCHEMA = pa.schema(
-    [
-        ("patch_id", pa.int64()),
-        ("image_index", pa.int64()),
-        ("source", pa.string()),
-        ("image_id", pa.string()),
-        ("image_uid", pa.string()),
-        ("image_path", pa.string()),
-        ("image_w", pa.int32()),
-        ("image_h", pa.int32()),
-        ("x0", pa.int32()),
-        ("y0", pa.int32()),
-        ("x1", pa.int32()),
-        ("y1", pa.int32()),
-        ("mask_area", pa.float32()),
-        ("pred_iou", pa.float32()),
-        ("stability", pa.float32()),
+    [("patch_id", pa.int64()), *PATCH_SCHEMA]
+    + [
         ("cluster", pa.int32()),
         ("d1", pa.float32()),
         ("d2", pa.float32()),
