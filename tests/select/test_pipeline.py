@@ -154,6 +154,33 @@ def test_changed_config_recomputes_downstream_only(reference: Path, pools: list[
     assert set(pq.read_table(out / "manifest.parquet").column("cluster").to_pylist()) == {0, 1, 2}
 
 
+def test_sources_are_cached_apart_and_reused_by_another_pool(
+    reference: Path, pools: list[str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "shared-cache"
+    calls: list[int] = []
+    run_selection(
+        cfg_for(pools[1:], tmp_path / "beta", cache_dir=cache), proposer=FakeGridProposer(calls=calls)
+    )
+    assert len(calls) == N_B
+    calls.clear()  # the two-source pool computes only alpha; beta's patches come from the cache
+    run_selection(cfg_for(pools, tmp_path / "both", cache_dir=cache), proposer=FakeGridProposer(calls=calls))
+    assert len(calls) == N_A  # the broken image is never proposed
+    assert manifest_dict(tmp_path / "both") == manifest_dict(reference)  # same result as computing it at once
+    calls.clear()
+    run_selection(
+        cfg_for(pools[:1], tmp_path / "alpha", cache_dir=cache), proposer=FakeGridProposer(calls=calls)
+    )
+    assert calls == []
+    alpha = pq.read_table(tmp_path / "alpha" / "manifest.parquet").to_pydict()
+    both = pq.read_table(tmp_path / "both" / "manifest.parquet").to_pydict()
+    n = len(alpha["patch_id"])  # alpha's rows open the two-source table, with the same boxes
+    assert (
+        n == 9 * N_A
+        and [both[c][:n] == alpha[c] for c in ("image_uid", "x0", "y0", "x1", "y1")] == [True] * 5
+    )
+
+
 def test_resume_after_injected_failure(reference: Path, pools: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="injected"):

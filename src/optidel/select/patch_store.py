@@ -376,6 +376,35 @@ def process_shards(
     return done_now
 
 
+def _write_store(
+    root: Path,
+    parts: Iterable[tuple[pa.Table, np.ndarray]],
+    n_total: int,
+    dim: int,
+    info: dict[str, Any],
+) -> None:
+    """Write ``patches.parquet`` (``patch_id`` = row number) and ``embeddings.npy`` from (table, (P, dim)) parts
+    taken one at a time, then ``done.json`` (``info`` plus ``n_patches`` and ``dim``) last."""
+    final = root / "embeddings.npy"
+    tmp = root / ".embeddings.npy.tmp"
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_total, dim))
+    schema = PATCH_SCHEMA.append(pa.field("patch_id", pa.int64()))
+    n = 0
+    with atomic_open(root / "patches.parquet", "wb") as f, pq.ParquetWriter(f, schema) as writer:
+        for t, e in parts:  # one part in memory at a time
+            t = t.select(PATCH_SCHEMA.names).cast(PATCH_SCHEMA)
+            t = t.append_column("patch_id", pa.array(np.arange(n, n + t.num_rows, dtype=np.int64)))
+            writer.write_table(t)
+            mm[n : n + e.shape[0]] = e
+            n += e.shape[0]
+    if n != n_total:
+        raise PatchStageError(f"{root}: wrote {n} embedding rows, expected {n_total}")
+    mm.flush()
+    del mm
+    os.replace(tmp, final)
+    atomic_write_json(root / "done.json", {**info, "n_patches": n, "dim": dim})
+
+
 def merge_shards(root: str | Path, n_images: int, shard_size: int, dim: int) -> PatchStore:
     """Concatenate all shards into ``patches.parquet`` + ``embeddings.npy``, one shard in memory at a time; write
     ``done.json``; delete the shards. Raises :class:`PatchStageError` when a shard is missing."""
@@ -384,45 +413,67 @@ def merge_shards(root: str | Path, n_images: int, shard_size: int, dim: int) -> 
     missing = [s for s in range(total) if not shard_file(root, s).is_file()]
     if missing:
         raise PatchStageError(f"{root}: shards {missing[:10]} are missing; rerun the patch stage")
-    failed: list[dict[str, Any]] = []
-    seconds, n = 0.0, 0
-    rows_per_shard = [pq.read_metadata(shard_file(root, s)).num_rows for s in range(total)]
-    n_total = sum(rows_per_shard)
-    final = root / "embeddings.npy"
-    tmp = root / ".embeddings.npy.tmp"
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_total, dim))
-    schema = PATCH_SCHEMA.append(pa.field("patch_id", pa.int64()))
-    with atomic_open(root / "patches.parquet", "wb") as f, pq.ParquetWriter(f, schema) as writer:
-        for s in range(total):  # one shard in memory at a time
-            meta = _shard_meta(root, s)
-            failed += meta.get("failed", [])
-            seconds += float(meta.get("seconds", 0.0))
+    metas = [_shard_meta(root, s) for s in range(total)]
+    n_total = sum(pq.read_metadata(shard_file(root, s)).num_rows for s in range(total))
+
+    def parts() -> Iterator[tuple[pa.Table, np.ndarray]]:
+        for s in range(total):
             t = pq.read_table(shard_file(root, s)).replace_schema_metadata(None)
             e = np.load(emb_file(root, s))
             if e.shape[0] != t.num_rows or (e.shape[0] and e.shape[1] != dim):
                 raise PatchStageError(
                     f"{emb_file(root, s)}: {e.shape} does not match its {t.num_rows} rows x {dim}"
                 )
-            t = t.append_column("patch_id", pa.array(np.arange(n, n + t.num_rows, dtype=np.int64)))
-            writer.write_table(t.cast(schema))
-            mm[n : n + e.shape[0]] = e
-            n += e.shape[0]
-    mm.flush()
-    del mm
-    os.replace(tmp, final)
+            yield t, e
+
+    failed = [f for m in metas for f in m.get("failed", [])]
     info = {
         "n_images": n_images,
-        "n_patches": n,
-        "dim": dim,
         "failed": failed,
-        "seconds": seconds,
+        "seconds": sum(float(m.get("seconds", 0.0)) for m in metas),
         "n_shards": total,
     }
-    atomic_write_json(root / "done.json", info)
+    _write_store(root, parts(), n_total, dim, info)
     for s in range(total):
         for p in (shard_file(root, s), emb_file(root, s)):
             p.unlink(missing_ok=True)
     logger.info(
-        "patch stage: %d patches from %d images (%d unreadable), dim %d", n, n_images, len(failed), dim
+        "patch stage: %d patches from %d images (%d unreadable), dim %d", n_total, n_images, len(failed), dim
     )
+    return PatchStore.open(root)
+
+
+def combine_stores(root: str | Path, parts: Sequence[tuple[int, PatchStore]], n_images: int) -> PatchStore:
+    """One store for a pool made of several sources, from each source's own complete store.
+
+    Args:
+        root: the combined stage folder.
+        parts: (index of the source's first image in the pool, its store) in pool order; the stores' ``image_index``
+            count from 0 within their source and are shifted here.
+        n_images: pool images.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    dims = {st.dim for _, st in parts if len(st)}
+    if len(dims) > 1:
+        raise PatchStageError(f"{root}: the sources' embeddings differ in width {sorted(dims)}")
+    dim = dims.pop() if dims else (parts[0][1].dim if parts else 0)
+
+    def shifted() -> Iterator[tuple[pa.Table, np.ndarray]]:
+        for lo, st in parts:
+            t = st.table.drop_columns(["patch_id"])
+            idx = pa.array(st.image_index + lo, type=pa.int64())
+            yield (
+                t.set_column(t.schema.get_field_index("image_index"), "image_index", idx),
+                np.asarray(st.embeddings, np.float32),
+            )
+
+    failed = [{**f, "index": int(f["index"]) + lo} for lo, st in parts for f in st.failed]
+    info = {
+        "n_images": n_images,
+        "failed": failed,
+        "seconds": sum(st.seconds for _, st in parts),
+        "sources": [{"first_image": lo, "store": st.root.name} for lo, st in parts],
+    }
+    _write_store(root, shifted(), sum(len(st) for _, st in parts), dim, info)
     return PatchStore.open(root)

@@ -8,7 +8,10 @@ changed config recomputes only the stages downstream of the change::
     OUT/cache/patches-<key>/       patch table + embeddings, checkpointed in shards (optidel.select.patch_store)
                                    key: pool files (path, size, mtime), the proposer/embedder settings of the
                                    config (or an injected proposer's cache_key()), shard_size, proposer_batch;
-                                   spec.json records the built proposer's and embedder's own cache_key()
+                                   spec.json records the built proposer's and embedder's own cache_key().
+                                   A pool of several sources is computed one source at a time, each into the
+                                   store a one-source pool would use, then combined: pools that share a source
+                                   (and a cache_dir) run the proposer on it once
     OUT/cache/kmeans-<key>/        centroids, cluster, d1, d2        key: patches key, k, distance, iterations, seed
     OUT/cache/recon-<key>/         MAE reconstruction scores         key: patches key, MAE run files, seed
     OUT/cache/imgemb-<key>/        image-level embeddings            key: patches key (or embedder), kind
@@ -50,6 +53,7 @@ from optidel.select.manifest import image_manifest, patch_manifest, write_manife
 from optidel.select.mosaic import compose, crop, fit_tile, save_png
 from optidel.select.patch_store import (
     PatchStore,
+    combine_stores,
     embedding_dim,
     merge_shards,
     prefetched,
@@ -226,16 +230,29 @@ class SelectionPipeline:
 
     @property
     def patches_key(self) -> str:
+        return self._patches_key(self.pool_key)
+
+    def _patches_key(self, pool_key: str) -> str:
         return stable_hash(
             [
                 "patches",
                 STAGE_VERSION,
-                self.pool_key,
+                pool_key,
                 self.proposer_spec(),
                 self.cfg.shard_size,
                 self.cfg.proposer_batch,
             ]
         )
+
+    def source_ranges(self) -> list[tuple[int, int]]:
+        """``[lo, hi)`` pool positions of each source (the pool lists sources one after the other)."""
+        out: list[tuple[int, int]] = []
+        for i, im in enumerate(self.pool):
+            if not out or self.pool[out[-1][0]].source != im.source:
+                out.append((i, i + 1))
+            else:
+                out[-1] = (out[-1][0], i + 1)
+        return out
 
     @property
     def kmeans_key(self) -> str:
@@ -304,7 +321,12 @@ class SelectionPipeline:
         return self._proposer, self._embedder
 
     def run_patch_stage(self) -> PatchStore | None:
-        """Compute this rank's patch shards; rank 0 merges (after a barrier) and returns the store, others None."""
+        """Compute this rank's patch shards; rank 0 merges (after a barrier) and returns the store, others None.
+
+        A pool of several sources is computed source by source, each into its own store keyed by that source's
+        images alone (``patches-<key>`` with the key a one-source pool would have), then combined: a later pool
+        that shares a source (in the same cache folder) reuses its patches instead of running the proposer again.
+        """
         root = self.cache / f"patches-{self.patches_key}"
         t0 = time.perf_counter()
         if PatchStore.is_complete(root):
@@ -314,6 +336,34 @@ class SelectionPipeline:
             self._record("patches", time.perf_counter() - t0, True, store.seconds)
             logger.info("patches: cached (%d patches, %s)", len(store), root.name)
             return store
+        ranges = self.source_ranges()
+        if len(ranges) == 1:
+            store = self._source_store(root, self.pool)
+            if store is not None:
+                self._record("patches", time.perf_counter() - t0, False, store.seconds)
+            return store
+        parts: list[tuple[int, PatchStore]] = []
+        reused = 0
+        for lo, hi in ranges:
+            sub = self.pool[lo:hi]
+            sub_root = self.cache / f"patches-{self._patches_key(pool_fingerprint(sub))}"
+            if PatchStore.is_complete(sub_root):
+                reused += 1
+                logger.info("patches: source %s cached (%s)", sub[0].source, sub_root.name)
+                st = PatchStore.open(sub_root) if self.dist.rank == 0 else None
+            else:
+                st = self._source_store(sub_root, sub)
+            if st is not None:
+                parts.append((lo, st))
+        if self.dist.rank != 0:
+            return None
+        store = combine_stores(root, parts, len(self.pool))
+        # compute time of this pool: what the sources cost when computed (0 for none when all were reused)
+        self._record("patches", time.perf_counter() - t0, reused == len(ranges), store.seconds)
+        return store
+
+    def _source_store(self, root: Path, pool: Sequence[PoolImage]) -> PatchStore | None:
+        """Shards of ``pool`` into ``root`` on every rank, merged by rank 0 (returned there; None elsewhere)."""
         proposer, embedder = self._models()
         spec = {
             "spec": self.proposer_spec(),
@@ -325,13 +375,14 @@ class SelectionPipeline:
         self.dist.barrier()  # no rank starts before stale shards are gone
         if self.dist.rank == 0:
             logger.info(
-                "patches: proposer %s, embedder %s, %d images",
+                "patches: proposer %s, embedder %s, %d images%s",
                 proposer.name,
                 embedder.name if embedder else "(the proposer's own)",
-                len(self.pool),
+                len(pool),
+                f" (source {pool[0].source})" if len(pool) < len(self.pool) else "",
             )
         process_shards(
-            self.pool,
+            pool,
             proposer,
             embedder,
             root,
@@ -346,9 +397,7 @@ class SelectionPipeline:
         self.dist.barrier()
         if self.dist.rank != 0:
             return None
-        store = merge_shards(root, len(self.pool), self.cfg.shard_size, embedding_dim(proposer, embedder))
-        self._record("patches", time.perf_counter() - t0, False, store.seconds)
-        return store
+        return merge_shards(root, len(pool), self.cfg.shard_size, embedding_dim(proposer, embedder))
 
     @staticmethod
     def _check_shard_spec(root: Path, spec: dict[str, Any]) -> None:
@@ -969,6 +1018,10 @@ def run_selection(
             "n_selected": int(result.ids.size),
             "n_output_images": summary["output images"],
         }
+        if result.level == "patch":  # the embeddings behind the manifest's rows (optidel vinfo reads them)
+            store = (pipe.cache / f"patches-{pipe.patches_key}").resolve()
+            inside = store.is_relative_to(out.resolve())
+            meta["patch_store"] = str(store.relative_to(out.resolve()) if inside else store)  # relative: to OUT
         pipe.write_manifest(result, omap, meta)
         if cfg.report:
             write_selection_report(pipe, strategy, result, omap, summary)

@@ -5,6 +5,7 @@ Heavy imports happen inside the commands so that ``optidel --help`` stays fast.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -131,7 +132,8 @@ def load_set_embeddings(set_dir: Path, embeddings: Path | None = None) -> tuple[
     Format assumed: ``set_dir/manifest.parquet`` with a boolean column ``selected`` (one row per pool patch) and
     a float32 ``(n_patches, D)`` ``embeddings.npy`` whose row ``i`` belongs to the manifest row with ``patch_id == i``
     (rows in manifest order when there is no ``patch_id``). The embeddings file is ``embeddings`` when given, else
-    ``set_dir/embeddings.npy``, else the single ``set_dir/cache/patches-*/embeddings.npy`` of the select cache.
+    ``set_dir/embeddings.npy``, else that of the patch store the manifest's metadata names (``patch_store``), else the
+    single ``set_dir/cache/patches-*/embeddings.npy`` of the select cache.
 
     Returns:
         features: (n_rows, D) float32 in manifest order; selected: (n_rows,) bool.
@@ -150,6 +152,9 @@ def load_set_embeddings(set_dir: Path, embeddings: Path | None = None) -> tuple[
     selected = np.asarray(table.column("selected").to_numpy(zero_copy_only=False), dtype=bool)
     if embeddings is None:
         cands = [set_dir / "embeddings.npy"] if (set_dir / "embeddings.npy").is_file() else []
+        meta = json.loads((table.schema.metadata or {}).get(b"optidel", b"{}"))
+        store = set_dir / meta["patch_store"] / "embeddings.npy" if meta.get("patch_store") else None
+        cands = cands or ([store] if store is not None and store.is_file() else [])
         cands = cands or sorted(set_dir.glob("cache/patches-*/embeddings.npy"))
         if len(cands) != 1:
             raise FileNotFoundError(
