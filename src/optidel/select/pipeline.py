@@ -843,10 +843,9 @@ def build_report_data(
         if cfg.vinfo:
             data.vinfo = selection_vinfo(store.embeddings, selected, cfg.seed, cfg.distance == "cosine")
             if data.vinfo is None:
-                data.notes.append(
-                    f"V-information not estimated: {int(selected.sum())} selected patches "
-                    f"(at least {VINFO_MIN_SET} needed)."
-                )
+                k = int(selected.sum())
+                why = "every patch is selected" if k == n else f"at least {VINFO_MIN_SET} needed"
+                data.notes.append(f"V-information not estimated: {k} selected patches ({why}).")
     names = sorted({n for n in omap.names if n})[:8]
     for name in names:
         try:
@@ -1020,8 +1019,8 @@ def run_selection(
         }
         if result.level == "patch":  # the embeddings behind the manifest's rows (optidel vinfo reads them)
             store = (pipe.cache / f"patches-{pipe.patches_key}").resolve()
-            inside = store.is_relative_to(out.resolve())
-            meta["patch_store"] = str(store.relative_to(out.resolve()) if inside else store)  # relative: to OUT
+            inside = store.is_relative_to(out.resolve())  # then relative to OUT: the folder may be moved
+            meta["patch_store"] = str(store.relative_to(out.resolve()) if inside else store)
         pipe.write_manifest(result, omap, meta)
         if cfg.report:
             write_selection_report(pipe, strategy, result, omap, summary)
