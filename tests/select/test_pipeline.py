@@ -127,6 +127,12 @@ def test_report_has_vinfo_of_the_selection(pools: list[str], tmp_path: Path) -> 
     assert lo <= v["set"]["vinfo_nats"] <= hi
     html = (out / "report.html").read_text()
     assert "V-information" in html and v["verdict"] in html
+    # `optidel vinfo` on the output gives the report's numbers (same geometry, same seed)
+    from optidel.cli import app
+
+    res = CliRunner().invoke(app, ["vinfo", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "vinfo.json").read_text())["set"] == v["set"]
 
 
 def test_rerun_is_cached_and_identical(reference: Path, pools: list[str], tmp_path: Path) -> None:

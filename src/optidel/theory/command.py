@@ -206,7 +206,7 @@ def vinfo(
 
     Y = k-means pseudo-labels of the embeddings (faiss, k-means++ init) fitted on the reference; V = linear probes (multinomial logistic regression, fixed L2); H_V(Y|X) and H_V(Y|0) cross-fitted over folds; I_V = H_V(Y|0) - H_V(Y|X), in nats and bits, with a 95% bootstrap interval for the set and the 2.5-97.5 percentiles of the random subsets.
 
-    Set = the manifest rows with selected = true; reference = every manifest row (or --reference). Reads SET_DIR/manifest.parquet and the embeddings (SET_DIR/embeddings.npy or the select cache), writes SET_DIR/vinfo.json.
+    Set = the manifest rows with selected = true; reference = every manifest row (or --reference). Reads SET_DIR/manifest.parquet and the embeddings (SET_DIR/embeddings.npy or the select cache), L2-normalised when the selection used cosine distance (as in its report), and writes SET_DIR/vinfo.json.
     """
     from optidel.theory.vinfo import vinfo_report
     from optidel.utils.atomic import atomic_write_json
@@ -221,6 +221,15 @@ def vinfo(
                 f"every row of {set_dir / 'manifest.parquet'} is selected (an image-level manifest?): "
                 "the reference would equal the set; pass --reference POOL.npy"
             )
+        if _selection_uses_cosine(set_dir):  # the same geometry as the selection and its report
+            from optidel.select.cluster import l2_normalize
+
+            feats = l2_normalize(feats)
+            pool = (
+                feats
+                if reference is None
+                else l2_normalize(np.load(reference, mmap_mode="r").astype(np.float32))
+            )
         report = vinfo_report(feats[selected], pool, k=k, n_random=n_random, seed=seed, folds=folds, C=c)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
@@ -229,6 +238,16 @@ def vinfo(
     console.print(_vinfo_table(report))
     console.print(report["verdict"])
     console.print(f"-> {set_dir / 'vinfo.json'}")
+
+
+def _selection_uses_cosine(set_dir: Path) -> bool:
+    """Whether the selection in ``set_dir`` clustered with cosine distance (its ``config.yaml``; the default)."""
+    import yaml
+
+    cfg = set_dir / "config.yaml"
+    if not cfg.is_file():
+        return False
+    return (yaml.safe_load(cfg.read_text()) or {}).get("distance", "cosine") == "cosine"
 
 
 def _vinfo_table(report: dict[str, Any]) -> Table:
