@@ -208,7 +208,7 @@ def vinfo(
 
     Set = the manifest rows with selected = true; reference = every manifest row (or --reference). Reads SET_DIR/manifest.parquet and the embeddings (SET_DIR/embeddings.npy or the select cache), L2-normalised when the selection used cosine distance (as in its report), and writes SET_DIR/vinfo.json.
     """
-    from optidel.theory.vinfo import vinfo_report
+    from optidel.theory.vinfo import _as_array, vinfo_report
     from optidel.utils.atomic import atomic_write_json
 
     try:
@@ -225,11 +225,7 @@ def vinfo(
             from optidel.select.cluster import l2_normalize
 
             feats = l2_normalize(feats)
-            pool = (
-                feats
-                if reference is None
-                else l2_normalize(np.load(reference, mmap_mode="r").astype(np.float32))
-            )
+            pool = feats if reference is None else l2_normalize(_as_array(reference))
         report = vinfo_report(feats[selected], pool, k=k, n_random=n_random, seed=seed, folds=folds, C=c)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
