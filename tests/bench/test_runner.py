@@ -42,8 +42,10 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(tmp_path: Path, tiny_seg: Pat
     assert "| prototypes | 0.25 |" in md and "NormDEL" in md
     assert (tmp_path / "bench" / "plots" / "miou_per_method.png").is_file()
     # the pool is the train split only
-    sel = runner.select_config(runner.all_arms()[1])
+    arms = runner.all_arms()
+    sel = runner.select_config(next(a for a in arms if a.method == "random"))
     assert all(p.endswith(":train") for p in sel.pool)
+    assert [a.method for a in arms] == ["random-init", "full", "random", "prototypes"]  # reference rows first
 
 
 def test_shipped_configs_resolve() -> None:

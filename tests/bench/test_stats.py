@@ -39,4 +39,6 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one() -> None
     assert same.estimate == 0 and same.low == 0 and same.high == 0
     noisy = paired_miou_difference(_counts(rng, 0.7), _counts(rng, 0.7), n_boot=500)
     assert not noisy.excludes_zero() or abs(noisy.estimate) < 0.02
-    assert paired_miou_difference(good, bad, n_boot=300, seed=1) == paired_miou_difference(good, bad, n_boot=300, seed=1)
+    assert paired_miou_difference(good, bad, n_boot=300, seed=1) == paired_miou_difference(
+        good, bad, n_boot=300, seed=1
+    )

@@ -172,3 +172,29 @@ def test_resnet_backbone_runs(tiny_seg: Path, tmp_path: Path):
     m = finetune(tiny_cfg(tiny_seg, tmp_path / "r", arch="resnet18", epochs=1))
     assert m["encoder"]["arch"] == "resnet18" and m["encoder"]["patch_size"] is None
     assert 0 <= m["test"]["miou"] <= 1
+
+
+@pytest.mark.parametrize("arch,patch", [("vit_tiny", 8), ("resnet18", None)])
+def test_probe_validation_from_cached_features_equals_full_prediction(arch, patch):
+    """Probe mode decodes the frozen encoder's cached validation features: same masks as running the whole model."""
+    import torch
+
+    from optidel.downstream.finetune import predict, validation_predictor
+    from optidel.downstream.seg_head import build_segmentation_model
+    from optidel.ssl.backbone import create_backbone
+
+    torch.manual_seed(0)
+    model = build_segmentation_model(create_backbone(arch, 32, patch), 4, 16, freeze_encoder=True)
+    images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    cached = validation_predictor(model, images, mean, std, batch_size=3)
+    for _ in range(2):  # the head changes between epochs; the cached features must follow the new head
+        with torch.no_grad():
+            for p in model.head.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        want = predict(model, images, mean, std, batch_size=3)
+        assert 0 < want.mean() < 1  # a real mask, not all one class
+        np.testing.assert_array_equal(cached(), want)
+    rerun = validation_predictor(model, images, mean, std, batch_size=3, max_bytes=0)
+    np.testing.assert_array_equal(rerun(), want)
+    assert rerun.__name__ == "full" and cached.__name__ == "from_cache"

@@ -187,6 +187,19 @@ def test_sources_are_cached_apart_and_reused_by_another_pool(
     )
 
 
+def test_pool_fingerprint_follows_content_not_mtime(tmp_path: Path) -> None:
+    """A pool unpacked again (new mtimes, same bytes) keeps its SAM cache key; changed bytes change it."""
+    from optidel.select.pipeline import pool_fingerprint
+
+    root = make_pool(tmp_path / "p", 4)
+    before = pool_fingerprint(list_pool([str(root)]))
+    first = sorted(root.rglob("*.png"))[0]
+    os.utime(first, ns=(1, 1))
+    assert pool_fingerprint(list_pool([str(root)])) == before
+    first.write_bytes(first.read_bytes() + b"\0")
+    assert pool_fingerprint(list_pool([str(root)])) != before
+
+
 def test_resume_after_injected_failure(reference: Path, pools: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="injected"):

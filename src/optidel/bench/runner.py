@@ -146,15 +146,19 @@ class BenchmarkRunner:
                     yield FinetuneCell(arm, dataset, float(lf))
 
     def all_arms(self) -> list[Arm]:
-        arms = grid_arms(self.cfg)
-        if self.cfg.random_init:
-            seen = set()
-            for seed in self.cfg.seeds:
+        """Every arm in run order: per seed, the random-init reference (cheap: fine-tunings only), then the grid's
+        arms; so a partial benchmark already holds whole replicates with their reference rows."""
+        grid = grid_arms(self.cfg)
+        arms: list[Arm] = []
+        seen = set()
+        for seed in self.cfg.seeds:
+            if self.cfg.random_init:
                 for ssl in self.cfg.ssl:
                     arch = self.pretrain_config(Arm("full", 1.0, ssl, seed)).arch
                     if (arch, seed) not in seen:
                         seen.add((arch, seed))
                         arms.append(Arm("random-init", 1.0, ssl, seed, arch))
+            arms.extend(a for a in grid if a.seed == seed)
         return arms
 
     def plan(self) -> dict[str, int]:

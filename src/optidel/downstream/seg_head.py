@@ -114,6 +114,8 @@ class SegmentationModel(nn.Module):
 
     Shapes:
         forward(x): x (N, 3, H, W) normalised images -> logits (N, num_classes, H, W).
+        decode(features, (H, W)): the output of ``features(x)`` -> the same logits (probe mode computes the frozen
+        encoder's features of fixed images once and decodes them every epoch).
     """
 
     def __init__(
@@ -145,9 +147,12 @@ class SegmentationModel(nn.Module):
                 return list(self.encoder.forward_intermediates(x, **kwargs))
         return list(self.encoder.forward_intermediates(x, **kwargs))
 
+    def decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Logits (N, num_classes, *size) from the feature maps of :meth:`features`."""
+        return F.interpolate(self.head(features), size=size, mode="bilinear", align_corners=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.features(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.decode(self.features(x), tuple(x.shape[-2:]))
 
 
 def build_segmentation_model(

@@ -100,7 +100,9 @@ class SelectConfig:
     )
     strict: bool = False  # an unreadable pool image (or too few patches) is an error instead of a warning
     report: bool = True  # write report.html and report/
-    vinfo: bool = True  # with the report: V-information of the selected patches vs random subsets (vinfo.json)
+    vinfo: bool = (
+        True  # with the report: V-information of the selected patches vs random subsets (vinfo.json)
+    )
     cache_dir: str | None = (
         None  # stage cache folder; None = OUT/cache (the benchmark shares one across selections)
     )

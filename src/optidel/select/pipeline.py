@@ -91,11 +91,17 @@ def file_signature(path: str | Path | None) -> list[Any] | None:
 
 
 def pool_fingerprint(pool: Sequence[PoolImage]) -> str:
-    """Hash of the pool listing: uid, resolved path, size and modification time of every image."""
+    """Hash of the pool listing: uid, resolved path, size and content (SHA-1) of every image.
+
+    Content, not modification time: a dataset copied or unpacked again (new mtimes, same bytes) keeps its cached
+    SAM patches, which can take hours to recompute; an image whose bytes change invalidates them. Hashing reads every
+    file once per run (~0.1 s for the 900 Kvasir-SEG images here).
+    """
     h = hashlib.sha1()
     for im in pool:
-        st = im.path.stat()
-        h.update(f"{im.uid}\t{im.path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        with im.path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha1").hexdigest()
+        h.update(f"{im.uid}\t{im.path.resolve()}\t{im.path.stat().st_size}\t{digest}\n".encode())
     return h.hexdigest()[:16]
 
 
