@@ -40,6 +40,10 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(tmp_path: Path, tiny_seg: Pat
         assert f"\n{method}," in text
     md = (tmp_path / "bench" / "results.md").read_text()
     assert "| prototypes | 0.25 |" in md and "NormDEL" in md
+    full_row = next(line for line in md.splitlines() if line.startswith("| full |"))
+    vs_init, vs_random, vs_full = (c.strip() for c in full_row.strip("|").split("|")[5:8])
+    assert vs_init.startswith(("+", "-0")) and "[" in vs_init  # paired with the random-init run of its seed
+    assert vs_random.startswith(("+", "-0")) and vs_full == "-"
     assert (tmp_path / "bench" / "plots" / "miou_per_method.png").is_file()
     # the pool is the train split only
     arms = runner.all_arms()

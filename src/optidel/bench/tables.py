@@ -128,7 +128,7 @@ def compare(
     """Paired bootstrap mIoU(method) - mIoU(baseline) per (dataset, ssl, label fraction), over seeds and images."""
     by_key: dict[tuple, dict[int, str]] = defaultdict(dict)
     for r in rows:
-        if r["method"] in REFERENCE_METHODS:
+        if r["method"] == "mean-mask prior":  # no model, no per-image counts of its own
             continue
         by_key[(r["method"], r["ratio"], r["dataset"], r["ssl"], r["label_fraction"])][r["seed"]] = r[
             "run_dir"
@@ -137,7 +137,8 @@ def compare(
     for (m, rt, ds, ssl, lf), runs in by_key.items():
         if m != method or rt != ratio:
             continue
-        base = [k for k in by_key if k[0] == baseline and k[2:] == (ds, ssl, lf)]
+        base_ssl = "-" if baseline == "random-init" else ssl  # random init has no SSL method
+        base = [k for k in by_key if k[0] == baseline and k[2:] == (ds, base_ssl, lf)]
         if not base:
             continue
         base_runs = by_key[base[0]]
@@ -169,13 +170,16 @@ def _ci(iv: Interval | None) -> str:
 
 
 def results_markdown(rows: list[dict[str, Any]], name: str, n_boot: int = 2000) -> str:
-    """Per dataset and averaged: mean +- std over seeds of miou, NormDEL, and differences to random and full."""
+    """Per dataset and averaged: mean +- std over seeds of miou, NormDEL, and differences to random init, random and full."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["dataset"], r["ssl"], r["label_fraction"], r["method"], r["ratio"])].append(r)
     methods = sorted({(r["method"], r["ratio"]) for r in rows if r["method"] not in REFERENCE_METHODS})
     comps = {
-        (m, rt, b): compare(rows, m, rt, b, n_boot) for m, rt in methods for b in ("random", "full") if m != b
+        (m, rt, b): compare(rows, m, rt, b, n_boot)
+        for m, rt in methods
+        for b in ("random-init", "random", "full")
+        if m != b
     }
     random_ratio = {rt for m, rt in methods if m == "random"}
     lines = [f"# Benchmark results: {name}", ""]
@@ -194,8 +198,8 @@ def results_markdown(rows: list[dict[str, Any]], name: str, n_boot: int = 2000) 
             lines += [
                 f"### {ds}",
                 "",
-                "| method | ratio | n | miou | NormDEL | vs random | vs full |",
-                "|---|---|---|---|---|---|---|",
+                "| method | ratio | n | miou | NormDEL | vs random init | vs random | vs full |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             keys = [(m, rt) for m, rt in methods] + [(m, 0.0) for m in REFERENCE_METHODS]
             for m, rt in keys:
@@ -204,6 +208,11 @@ def results_markdown(rows: list[dict[str, Any]], name: str, n_boot: int = 2000) 
                     continue
                 mi = np.array([r["miou"] for r in rs], float)
                 nd = np.array([r["normdel"] for r in rs], float)
+                vs_i = (
+                    comps.get((m, rt, "random-init"), {}).get((ds, ssl, lf))
+                    if m not in REFERENCE_METHODS
+                    else None
+                )
                 vs_r = (
                     comps.get((m, rt, "random"), {}).get((ds, ssl, lf))
                     if m not in REFERENCE_METHODS
@@ -217,7 +226,7 @@ def results_markdown(rows: list[dict[str, Any]], name: str, n_boot: int = 2000) 
                 std = f" +- {mi.std(ddof=1):.3f}" if len(mi) > 1 else ""
                 lines.append(
                     f"| {m} | {rt:g} | {len(mi)} | {mi.mean():.3f}{std} | {_fmt(float(np.nanmean(nd)) if np.isfinite(nd).any() else None, 2)} "
-                    f"| {_ci(vs_r)} | {_ci(vs_f)} |"
+                    f"| {_ci(vs_i)} | {_ci(vs_r)} | {_ci(vs_f)} |"
                 )
                 avg[(m, rt)].append(float(mi.mean()))
             lines.append("")

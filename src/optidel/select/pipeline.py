@@ -6,7 +6,7 @@ a folder named by a hash of exactly the settings that affect it, so a rerun with
 changed config recomputes only the stages downstream of the change::
 
     OUT/cache/patches-<key>/       patch table + embeddings, checkpointed in shards (optidel.select.patch_store)
-                                   key: pool files (path, size, mtime), the proposer/embedder settings of the
+                                   key: pool files (path, size, content hash), the proposer/embedder settings of the
                                    config (or an injected proposer's cache_key()), shard_size, proposer_batch;
                                    spec.json records the built proposer's and embedder's own cache_key().
                                    A pool of several sources is computed one source at a time, each into the
