@@ -100,9 +100,8 @@ class SelectConfig:
     )
     strict: bool = False  # an unreadable pool image (or too few patches) is an error instead of a warning
     report: bool = True  # write report.html and report/
-    vinfo: bool = (
-        True  # with the report: V-information of the selected patches vs random subsets (vinfo.json)
-    )
+    # with the report: V-information of the selected patches vs random subsets (vinfo.json)
+    vinfo: bool = True
     cache_dir: str | None = (
         None  # stage cache folder; None = OUT/cache (the benchmark shares one across selections)
     )
