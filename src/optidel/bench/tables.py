@@ -170,7 +170,7 @@ def _ci(iv: Interval | None) -> str:
 
 
 def results_markdown(rows: list[dict[str, Any]], name: str, n_boot: int = 2000) -> str:
-    """Per dataset and averaged: mean +- std over seeds of miou, NormDEL, and differences to random init, random and full."""
+    """Per dataset and averaged: mean +- std over seeds of miou, NormDEL, differences to random init, random, full."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["dataset"], r["ssl"], r["label_fraction"], r["method"], r["ratio"])].append(r)
