@@ -208,18 +208,9 @@ def results_markdown(rows: list[dict[str, Any]], name: str, n_boot: int = 2000) 
                     continue
                 mi = np.array([r["miou"] for r in rs], float)
                 nd = np.array([r["normdel"] for r in rs], float)
-                vs_i = (
-                    comps.get((m, rt, "random-init"), {}).get((ds, ssl, lf))
-                    if m not in REFERENCE_METHODS
-                    else None
-                )
-                vs_r = (
-                    comps.get((m, rt, "random"), {}).get((ds, ssl, lf))
-                    if m not in REFERENCE_METHODS
-                    else None
-                )
-                vs_f = (
-                    comps.get((m, rt, "full"), {}).get((ds, ssl, lf)) if m not in REFERENCE_METHODS else None
+                vs_i, vs_r, vs_f = (
+                    None if m in REFERENCE_METHODS else comps.get((m, rt, b), {}).get((ds, ssl, lf))
+                    for b in ("random-init", "random", "full")
                 )
                 if m == "random" and rt in random_ratio:
                     vs_r = None

@@ -208,24 +208,24 @@ def vinfo(
 
     Set = the manifest rows with selected = true; reference = every manifest row (or --reference). Reads SET_DIR/manifest.parquet and the embeddings (SET_DIR/embeddings.npy or the select cache), L2-normalised when the selection used cosine distance (as in its report), and writes SET_DIR/vinfo.json.
     """
-    from optidel.theory.vinfo import _as_array, vinfo_report
+    from optidel.theory.vinfo import as_embedding_array, vinfo_report
     from optidel.utils.atomic import atomic_write_json
 
     try:
         feats, selected = load_set_embeddings(set_dir, embeddings)
         if not selected.any():
             raise ValueError(f"{set_dir / 'manifest.parquet'} has no selected rows")
-        pool: np.ndarray | Path = feats if reference is None else reference
         if reference is None and selected.all():
             raise ValueError(
                 f"every row of {set_dir / 'manifest.parquet'} is selected (an image-level manifest?): "
                 "the reference would equal the set; pass --reference POOL.npy"
             )
+        pool = feats if reference is None else as_embedding_array(reference)
         if _selection_uses_cosine(set_dir):  # the same geometry as the selection and its report
             from optidel.select.cluster import l2_normalize
 
             feats = l2_normalize(feats)
-            pool = feats if reference is None else l2_normalize(_as_array(reference))
+            pool = feats if reference is None else l2_normalize(pool)
         report = vinfo_report(feats[selected], pool, k=k, n_random=n_random, seed=seed, folds=folds, C=c)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")

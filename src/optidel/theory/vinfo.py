@@ -349,7 +349,8 @@ def compare_with_random(
     return VInfoComparison(set_est, set_ci, rand, rand_iv, verdict)
 
 
-def _as_array(x: np.ndarray | str | Path) -> np.ndarray:
+def as_embedding_array(x: np.ndarray | str | Path) -> np.ndarray:
+    """An (n, D) array, or a .npy file of one (checked: exists, 2-D) loaded as float32."""
     if isinstance(x, str | Path):
         path = Path(x)
         if not path.is_file():
@@ -380,8 +381,8 @@ def vinfo_report(
     Returns:
         ``{"estimator": ..., "set": ..., "random": ..., "verdict": ...}`` (nats and bits).
     """
-    sfeat = _as_array(set_embeddings)
-    pool = _as_array(pool_embeddings)
+    sfeat = as_embedding_array(set_embeddings)
+    pool = as_embedding_array(pool_embeddings)
     if sfeat.shape[1] != pool.shape[1]:
         raise ValueError(f"set embeddings have D={sfeat.shape[1]} but pool embeddings D={pool.shape[1]}")
     cmp = compare_with_random(sfeat, pool, k=k, n_random=n_random, seed=seed, folds=folds, C=C)
