@@ -237,22 +237,62 @@ class LiteMedSAM:
         Returns:
             logits: (B, 256, 256) float32 mask logits (threshold at 0); iou: (B,) predicted IoU.
         """
+        _, logits, iou = self.decode_masks(features, boxes)
+        return logits, iou
+
+    def decode_masks(
+        self,
+        features: torch.Tensor,
+        boxes: torch.Tensor | np.ndarray,
+        cells_hw: tuple[int, int] | None = None,
+        min_pred_iou: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`decode`, with the mask work spent only where it is used.
+
+        The predicted IoU comes out of the transformer, before the masks are upscaled, so boxes that fail a
+        predicted-IoU filter get no mask; and each mask pixel depends only on its own embedding cell, so the masks can
+        be computed on the image's part of the padded frame only. Both give exactly the masks :meth:`decode` would.
+
+        Args:
+            features: (256, 64, 64) image embedding.
+            boxes: (B, 4) float ``x0, y0, x1, y1`` in the 256x256 frame.
+            cells_hw: (h64, w64) embedding cells to compute masks on (the top-left part; default all 64 x 64), e.g.
+                :attr:`EncodedImage.valid_hw64`.
+            min_pred_iou: masks only for boxes whose predicted IoU, clamped to [0, 1], is above this.
+
+        Returns:
+            kept: (K,) int64 indices of the boxes that have a mask (ascending); logits: (K, 4*h64, 4*w64) float32
+            mask logits; iou: (B,) predicted IoU of every box.
+        """
         import torch
 
         boxes = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device).reshape(-1, 4)
-        if boxes.shape[0] == 0:
-            return torch.zeros(0, INPUT_SIZE, INPUT_SIZE), torch.zeros(0)
-        outs, ious = [], []
+        fh, fw = cells_hw if cells_hw is not None else (FEATURE_SIZE, FEATURE_SIZE)
+        kept, outs, ious = [], [], []
         with torch.inference_mode():
             for s in range(0, boxes.shape[0], self.decoder_chunk):
                 b = boxes[s : s + self.decoder_chunk]
                 if self.fast:
-                    m, q = _fast_decode(self, features, b)
+                    keys, q, hyper = _decode_tokens(self, features, b)
                 else:
                     m, q = _reference_decode(self, features, b)
-                outs.append(m)
+                keep = torch.ones_like(q, dtype=torch.bool) if min_pred_iou is None else q.clamp(0, 1) > min_pred_iou
+                idx = torch.nonzero(keep).flatten()
                 ious.append(q)
-        return torch.cat(outs), torch.cat(ious)
+                kept.append(idx + s)
+                if idx.numel() == 0:
+                    continue
+                if self.fast:
+                    if idx.numel() < keep.numel():
+                        keys, hyper = keys[idx], hyper[idx]
+                    outs.append(_upscale_masks(self, keys, hyper, (fh, fw)))
+                else:
+                    outs.append(m[idx, : STRIDE * fh, : STRIDE * fw])
+            if not ious:
+                empty = torch.zeros(0, device=self.device)
+                return empty.long(), torch.zeros(0, STRIDE * fh, STRIDE * fw, device=self.device), empty
+            logits = torch.cat(outs) if outs else torch.zeros(0, STRIDE * fh, STRIDE * fw, device=self.device)
+            return torch.cat(kept), logits, torch.cat(ious)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -473,20 +513,38 @@ def _reference_decode(
 
 
 @dataclass
+class _HeadProjection:
+    """One SAM ``Attention`` projection of the image side, split per head, for the low-rank forms.
+
+    w: (h, c, C) the projection's rows of each head; wt: (h, C, c) the same, transposed; b: (h, c) its bias.
+    """
+
+    w: torch.Tensor
+    wt: torch.Tensor
+    b: torch.Tensor
+
+    @staticmethod
+    def of(linear: nn.Linear, heads: int) -> _HeadProjection:
+        ci, c_model = linear.weight.shape
+        w = linear.weight.reshape(heads, ci // heads, c_model)
+        return _HeadProjection(w.contiguous(), w.transpose(1, 2).contiguous(), linear.bias.reshape(heads, -1))
+
+
+@dataclass
 class _DecoderConstants:
     """Per-model tensors of the fast decoder, computed once.
 
-    pos: (N, C) dense positional encoding; w1: (3Ci, C) / b1pos: (N, 3Ci) the second block's image-side projections
-    (token->image k, v and image->token q) stacked, with the positional terms folded into a per-position bias;
-    wf / bfpos: the same for the final attention's k, v; up1_w: (4 * C/4, C) / up2_w: (4 * C/8, C/4) the transposed
+    pos: (N, C) dense positional encoding; k1, v1, q1: the second block's image-side projections (token->image k, v;
+    image->token q); kf, vf: the final attention's; up1_w: (4 * C/4, C) / up2_w: (4 * C/8, C/4) the transposed
     convolutions as linear weights (rows ordered di, dj, out).
     """
 
     pos: torch.Tensor
-    w1: torch.Tensor
-    b1pos: torch.Tensor
-    wf: torch.Tensor
-    bfpos: torch.Tensor
+    k1: _HeadProjection
+    v1: _HeadProjection
+    q1: _HeadProjection
+    kf: _HeadProjection
+    vf: _HeadProjection
     up1_w: torch.Tensor
     up1_b: torch.Tensor
     up2_w: torch.Tensor
@@ -501,27 +559,23 @@ def _decoder_constants(net: nn.Module) -> _DecoderConstants:
         pos = pe.get_dense_pe()[0].flatten(1).t().contiguous()  # (N, C)
         l1 = md.transformer.layers[1]
         t2i, i2t = l1.cross_attn_token_to_image, l1.cross_attn_image_to_token
-        w1 = torch.cat([t2i.k_proj.weight, t2i.v_proj.weight, i2t.q_proj.weight]).contiguous()
-        b1pos = torch.cat(
-            [
-                pos @ t2i.k_proj.weight.t() + t2i.k_proj.bias,
-                t2i.v_proj.bias.expand(pos.shape[0], -1),
-                pos @ i2t.q_proj.weight.t() + i2t.q_proj.bias,
-            ],
-            dim=1,
-        ).contiguous()
         fa = md.transformer.final_attn_token_to_image
-        wf = torch.cat([fa.k_proj.weight, fa.v_proj.weight]).contiguous()
-        bfpos = torch.cat(
-            [pos @ fa.k_proj.weight.t() + fa.k_proj.bias, fa.v_proj.bias.expand(pos.shape[0], -1)], dim=1
-        ).contiguous()
         ct1, _, _, ct2, _ = md.output_upscaling
         # ConvTranspose2d weight (in, out, kh, kw) -> (kh, kw, out, in) -> (4 * out, in)
         up1_w = ct1.weight.permute(2, 3, 1, 0).reshape(-1, ct1.in_channels).contiguous()
         up2_w = ct2.weight.permute(2, 3, 1, 0).reshape(-1, ct2.in_channels).contiguous()
-        up1_b = ct1.bias.repeat(4)
-        up2_b = ct2.bias.repeat(4)
-    return _DecoderConstants(pos, w1, b1pos, wf, bfpos, up1_w, up1_b, up2_w, up2_b)
+        return _DecoderConstants(
+            pos=pos,
+            k1=_HeadProjection.of(t2i.k_proj, t2i.num_heads),
+            v1=_HeadProjection.of(t2i.v_proj, t2i.num_heads),
+            q1=_HeadProjection.of(i2t.q_proj, i2t.num_heads),
+            kf=_HeadProjection.of(fa.k_proj, fa.num_heads),
+            vf=_HeadProjection.of(fa.v_proj, fa.num_heads),
+            up1_w=up1_w,
+            up1_b=ct1.bias.repeat(4),
+            up2_w=up2_w,
+            up2_b=ct2.bias.repeat(4),
+        )
 
 
 def _block_diag(x: torch.Tensor) -> torch.Tensor:
@@ -548,12 +602,12 @@ def _diag_blocks(y: torch.Tensor, h: int) -> torch.Tensor:
     return d.permute(0, 1, 3, 2).reshape(b, t, hc)
 
 
-def _token_to_image(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """SAM ``Attention`` from the T tokens to the image, the image side already projected.
+def _token_to_image_shared(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SAM ``Attention`` from the T tokens of B boxes to an image side shared by all boxes, already projected.
 
     Args:
         q: (B, T, C) token queries (unprojected).
-        k, v: projected image keys/values, (N, Ci) shared by all boxes or (B, N, Ci) (any row stride).
+        k, v: (N, Ci) projected image keys (positional encoding included) and values.
 
     Returns:
         (B, T, C).
@@ -565,29 +619,72 @@ def _token_to_image(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.
     qp = attn.q_proj(q)
     c = qp.shape[-1] // nh
     qb = _block_diag(qp.view(b, t, nh, c)) * (1.0 / math.sqrt(c))  # (B, h*T, Ci)
-    if k.dim() == 2:  # shared image side: one GEMM for all boxes
-        logits = (qb.reshape(b * nh * t, -1) @ k.t()).view(b, nh * t, -1)
-    else:
-        logits = torch.bmm(qb, k.transpose(1, 2))  # (B, h*T, N)
+    logits = (qb.reshape(b * nh * t, -1) @ k.t()).view(b, nh * t, -1)  # one GEMM for all boxes
     a = torch.softmax(logits, dim=-1)
-    out = (a.reshape(b * nh * t, -1) @ v).view(b, nh * t, -1) if v.dim() == 2 else torch.bmm(a, v)
+    out = (a.reshape(b * nh * t, -1) @ v).view(b, nh * t, -1)
     return attn.out_proj(_diag_blocks(out, nh))
 
 
+def _token_to_image_lowrank(
+    attn: nn.Module,
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    keys_pos: torch.Tensor,
+    kproj: _HeadProjection,
+    vproj: _HeadProjection,
+) -> torch.Tensor:
+    """SAM ``Attention`` from the T tokens of each box to its own (unprojected) image side, in low-rank form.
+
+    With T = 7 tokens and h = 8 heads, the image side's (N, C) x (C, Ci) projections are never formed:
+    ``q_h . (x W_k,h^T + b_k,h) = (q_h W_k,h) . x + q_h . b_k,h``, whose second term is the same for every image
+    position and cancels in the softmax over positions; and, each attention row summing to 1,
+    ``A_h (x W_v,h^T + b_v,h) = (A_h x) W_v,h^T + b_v,h``. Both products have h*T = 56 rows instead of N = 4096.
+
+    Args:
+        q: (B, T, C) token queries (unprojected).
+        keys, keys_pos: (B, N, C) the image side without and with the positional encoding.
+        kproj, vproj: the attention's k and v projections, per head.
+
+    Returns:
+        (B, T, C).
+    """
+    import torch
+
+    nh = attn.num_heads
+    b, t, _ = q.shape
+    qp = attn.q_proj(q)
+    c = qp.shape[-1] // nh
+    qh = qp.view(b, t, nh, c).transpose(1, 2) * (1.0 / math.sqrt(c))  # (B, h, T, c)
+    g = torch.matmul(qh, kproj.w).reshape(b, nh * t, -1)  # (B, h*T, C)
+    a = torch.softmax(torch.bmm(g, keys_pos.transpose(1, 2)), dim=-1)  # (B, h*T, N)
+    r = torch.bmm(a, keys).view(b, nh, t, -1)  # (B, h, T, C)
+    out = torch.matmul(r, vproj.wt) + vproj.b[:, None, :]  # (B, h, T, c)
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, nh * c))
+
+
 def _image_to_token(
-    attn: nn.Module, qi: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
+    attn: nn.Module,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    residual: torch.Tensor,
+    qi: torch.Tensor | None = None,
+    keys_pos: torch.Tensor | None = None,
+    qproj: _HeadProjection | None = None,
 ) -> torch.Tensor:
     """``residual + Attention(image -> tokens)``, as a rank-(heads*T) product.
 
     ``out_proj(concat_h(A_h V_h)) = sum_h A_h (V_h W_o,h^T) + b_o``: with T = 7 tokens the (N, Ci) x (Ci, C) output
     projection becomes (N, h*T) x (h*T, C). The bias is folded in: each head's attention rows sum to 1, so adding
-    ``b_o / h`` to every row of the small right factor adds ``b_o``. Logits are laid out (B, h, T, N) so the
-    softmax over the T tokens runs along a long, contiguous inner dimension.
+    ``b_o / h`` to every row of the small right factor adds ``b_o``. The image queries come either projected and
+    shared by all boxes (``qi``), or per box and unprojected (``keys_pos`` with ``qproj``), in which case the logits
+    are ``(k_h W_q,h) . x + k_h . b_q,h``: the (N, C) x (C, Ci) projection is never formed. Logits are laid out
+    (B, h, T, N) so the softmax over the T tokens runs along a long, contiguous inner dimension.
 
     Args:
-        qi: projected image queries, (N, Ci) shared or (B, N, Ci).
         k, v: (B, T, C) unprojected token keys and values.
         residual: (N, C) or (B, N, C), added to the output.
+        qi: (N, Ci) projected image queries shared by all boxes; or
+        keys_pos: (B, N, C) per-box image queries (positional encoding included) and qproj their projection.
 
     Returns:
         (B, N, C).
@@ -598,11 +695,15 @@ def _image_to_token(
     b, t, c_model = k.shape
     kp = attn.k_proj(k)
     c = kp.shape[-1] // nh
-    kb = _block_diag(kp.view(b, t, nh, c)) * (1.0 / math.sqrt(c))  # (B, h*T, Ci)
-    if qi.dim() == 2:
+    if qi is not None:
+        kb = _block_diag(kp.view(b, t, nh, c)) * (1.0 / math.sqrt(c))  # (B, h*T, Ci)
         logits = (kb.reshape(b * nh * t, -1) @ qi.t()).view(b, nh, t, -1)  # (B, h, T, N)
     else:
-        logits = torch.bmm(kb, qi.transpose(1, 2)).view(b, nh, t, -1)
+        assert keys_pos is not None and qproj is not None
+        kh = kp.view(b, t, nh, c).transpose(1, 2) * (1.0 / math.sqrt(c))  # (B, h, T, c)
+        g = torch.matmul(kh, qproj.w).reshape(b, nh * t, -1)  # (B, h*T, C)
+        const = (kh * qproj.b[:, None, :]).sum(-1, keepdim=True)  # (B, h, T, 1): varies over the softmax axis
+        logits = torch.bmm(g, keys_pos.transpose(1, 2)).view(b, nh, t, -1).add_(const)
     a = torch.softmax(logits, dim=2).view(b, nh * t, -1)  # over the T tokens of each head
     vh = attn.v_proj(v).view(b, t, nh, c).transpose(1, 2)  # (B, h, T, c)
     wo = attn.out_proj.weight.t().reshape(nh, c, c_model)  # (h, c, C)
@@ -611,19 +712,26 @@ def _image_to_token(
     return torch.baddbmm(base, a.transpose(1, 2), u)
 
 
-def _fast_decode(
+def _decode_tokens(
     sam: LiteMedSAM, features: torch.Tensor, boxes: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAM's mask decoder for B box prompts on one image, re-arranged (module docstring). -> (B, 256, 256), (B,)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SAM's two-way transformer for B box prompts on one image, re-arranged (module docstring).
+
+    Args:
+        features: (C, 64, 64) image embedding.
+        boxes: (B, 4) in the 256 frame.
+
+    Returns:
+        keys: (B, N, C) the image side after the transformer; iou: (B,) predicted IoU; hyper: (B, C/8) the first
+        mask token's hypernetwork output.
+    """
     import torch
-    import torch.nn.functional as F
 
     md, pe = sam.mask_decoder, sam.prompt_encoder
     k = sam._decoder_consts
     tr = md.transformer
     l0, l1 = tr.layers
     b = boxes.shape[0]
-    fh, fw = features.shape[-2:]
 
     sparse = pe._embed_boxes(boxes[:, None, :])  # (B, 2, C)
     out_tok = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
@@ -634,41 +742,66 @@ def _fast_decode(
     # block 0 (skip_first_layer_pe): its image side is shared by all boxes
     q = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
     t2i = l0.cross_attn_token_to_image
-    q = l0.norm2(q + _token_to_image(t2i, q + tokens, t2i.k_proj(src0 + pos), t2i.v_proj(src0)))
+    q = l0.norm2(q + _token_to_image_shared(t2i, q + tokens, t2i.k_proj(src0 + pos), t2i.v_proj(src0)))
     q = l0.norm3(q + l0.mlp(q))
     i2t = l0.cross_attn_image_to_token
-    keys = l0.norm4(_image_to_token(i2t, i2t.q_proj(src0 + pos), q + tokens, q, src0))  # (B, N, C)
+    keys = l0.norm4(_image_to_token(i2t, q + tokens, q, src0, qi=i2t.q_proj(src0 + pos)))  # (B, N, C)
 
-    # block 1: per-box image side; its three image projections in one GEMM
+    # block 1: per-box image side, its projections folded onto the tokens (low rank)
     qq = q + tokens
     q = l1.norm1(q + l1.self_attn(q=qq, k=qq, v=q))
-    ci = l1.cross_attn_token_to_image.internal_dim
-    proj = F.linear(keys, k.w1).add_(k.b1pos)  # (B, N, 3 Ci)
-    k1, v1, qi1 = proj.split([ci, ci, ci], dim=-1)
-    q = l1.norm2(q + _token_to_image(l1.cross_attn_token_to_image, q + tokens, k1, v1))
+    keys_pos = keys + pos
+    q = l1.norm2(q + _token_to_image_lowrank(l1.cross_attn_token_to_image, q + tokens, keys, keys_pos, k.k1, k.v1))
     q = l1.norm3(q + l1.mlp(q))
-    keys = l1.norm4(_image_to_token(l1.cross_attn_image_to_token, qi1, q + tokens, q, keys))
+    keys = l1.norm4(
+        _image_to_token(l1.cross_attn_image_to_token, q + tokens, q, keys, keys_pos=keys_pos, qproj=k.q1)
+    )
 
     # final token -> image attention
     fa = tr.final_attn_token_to_image
-    proj = F.linear(keys, k.wf).add_(k.bfpos)
-    kf, vf = proj.split([fa.internal_dim, fa.internal_dim], dim=-1)
-    q = tr.norm_final_attn(q + _token_to_image(fa, q + tokens, kf, vf))
+    q = tr.norm_final_attn(q + _token_to_image_lowrank(fa, q + tokens, keys, keys + pos, k.kf, k.vf))
 
     iou = md.iou_prediction_head(q[:, 0])[:, 0]
     hyper = md.output_hypernetworks_mlps[0](q[:, 1])  # (B, C/8): mask token 0 (single-mask output)
+    return keys, iou, hyper
 
-    # upscaling ConvT(k2,s2) -> LayerNorm2d -> GELU -> ConvT(k2,s2) -> GELU as per-pixel GEMMs; LayerNorm and GELU
-    # act per output pixel, so the sub-pixel shuffle is done once, on the final (B, 256, 256) masks
-    ln = md.output_upscaling[1]
+
+def _upscale_masks(
+    sam: LiteMedSAM, keys: torch.Tensor, hyper: torch.Tensor, cells_hw: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Mask logits from the transformer's output: upscaling + hypernetwork.
+
+    ConvT(k2, s2) -> LayerNorm2d -> GELU -> ConvT(k2, s2) -> GELU as per-pixel GEMMs; nothing mixes embedding cells,
+    so each mask pixel depends only on its own cell, and the masks can be computed on the top-left ``cells_hw``
+    cells only (the image's part of the padded frame), exactly as in the full frame. LayerNorm and GELU act per
+    output pixel, so the sub-pixel shuffle is done once, on the final masks.
+
+    Args:
+        keys: (B, 64*64, C); hyper: (B, C/8).
+        cells_hw: (h64, w64) cells to compute (default: all 64 x 64).
+
+    Returns:
+        (B, 4*h64, 4*w64) mask logits.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    k = sam._decoder_consts
+    b, n, c_model = keys.shape
+    side = math.isqrt(n)
+    fh, fw = cells_hw if cells_hw is not None else (side, side)
+    if (fh, fw) != (side, side):
+        keys = keys.view(b, side, side, c_model)[:, :fh, :fw].reshape(b, fh * fw, c_model)
+    ln = sam.mask_decoder.output_upscaling[1]
     c4 = k.up1_w.shape[0] // 4
-    y = F.linear(keys, k.up1_w, k.up1_b).view(-1, c4)  # (B*N*4, C/4): pixel (i, j), sub-pixel (di, dj)
+    y = F.linear(keys, k.up1_w, k.up1_b).view(-1, c4)  # (B*n*4, C/4): pixel (i, j), sub-pixel (di, dj)
     y = F.gelu(F.layer_norm(y, (c4,), ln.weight, ln.bias, ln.eps))
     c8 = k.up2_w.shape[0] // 4
-    z = _linear_gelu(y, k.up2_w, k.up2_b).view(b, -1, c8)  # (B, N*16, C/8)
+    z = _linear_gelu(y, k.up2_w, k.up2_b).view(b, -1, c8)  # (B, n*16, C/8)
     m = torch.bmm(z, hyper[:, :, None]).view(b, fh, fw, 2, 2, 2, 2)  # (i, j, di, dj, di2, dj2)
-    m = m.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, 4 * fh, 4 * fw)
-    return m, iou
+    return m.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, 4 * fh, 4 * fw)
+
+
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -244,19 +244,19 @@ class LiteMedSAMProposer:
         none = (ImagePatches.empty(self.embed_dim), np.zeros((0, h, w), bool))
         if len(boxes) == 0:
             return none
-        logits, iou = self.model.decode(enc.features, boxes)
+        # masks only for boxes that pass the predicted-IoU filter, on the image's part of the frame
+        kept, logits, iou = self.model.decode_masks(
+            enc.features, boxes, cells_hw=enc.valid_hw64, min_pred_iou=self.pred_iou_thresh
+        )
+        if kept.numel() == 0:
+            return none
         with torch.inference_mode():
             logits = logits[:, :h, :w]
             stab = stability_score(logits)
             masks = logits > 0
             area = masks.flatten(1).sum(1).float() / float(h * w)
-            iou = iou.clamp(0, 1)
-            ok = (
-                (iou > self.pred_iou_thresh)
-                & (stab > self.stability_thresh)
-                & (area >= self.min_area)
-                & (area <= self.max_area)
-            )
+            iou = iou[kept].clamp(0, 1)
+            ok = (stab > self.stability_thresh) & (area >= self.min_area) & (area <= self.max_area)
             idx = torch.nonzero(ok).flatten()
             if idx.numel() == 0:
                 return none
