@@ -276,7 +276,11 @@ class LiteMedSAM:
                     keys, q, hyper = _decode_tokens(self, features, b)
                 else:
                     m, q = _reference_decode(self, features, b)
-                keep = torch.ones_like(q, dtype=torch.bool) if min_pred_iou is None else q.clamp(0, 1) > min_pred_iou
+                keep = (
+                    torch.ones_like(q, dtype=torch.bool)
+                    if min_pred_iou is None
+                    else q.clamp(0, 1) > min_pred_iou
+                )
                 idx = torch.nonzero(keep).flatten()
                 ious.append(q)
                 kept.append(idx + s)
@@ -602,7 +606,9 @@ def _diag_blocks(y: torch.Tensor, h: int) -> torch.Tensor:
     return d.permute(0, 1, 3, 2).reshape(b, t, hc)
 
 
-def _token_to_image_shared(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _token_to_image_shared(
+    attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """SAM ``Attention`` from the T tokens of B boxes to an image side shared by all boxes, already projected.
 
     Args:
@@ -751,7 +757,9 @@ def _decode_tokens(
     qq = q + tokens
     q = l1.norm1(q + l1.self_attn(q=qq, k=qq, v=q))
     keys_pos = keys + pos
-    q = l1.norm2(q + _token_to_image_lowrank(l1.cross_attn_token_to_image, q + tokens, keys, keys_pos, k.k1, k.v1))
+    q = l1.norm2(
+        q + _token_to_image_lowrank(l1.cross_attn_token_to_image, q + tokens, keys, keys_pos, k.k1, k.v1)
+    )
     q = l1.norm3(q + l1.mlp(q))
     keys = l1.norm4(
         _image_to_token(l1.cross_attn_image_to_token, q + tokens, q, keys, keys_pos=keys_pos, qproj=k.q1)
@@ -800,8 +808,6 @@ def _upscale_masks(
     z = _linear_gelu(y, k.up2_w, k.up2_b).view(b, -1, c8)  # (B, n*16, C/8)
     m = torch.bmm(z, hyper[:, :, None]).view(b, fh, fw, 2, 2, 2, 2)  # (i, j, di, dj, di2, dj2)
     return m.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, 4 * fh, 4 * fw)
-
-
 
 
 # ---------------------------------------------------------------------------------------------------------------
