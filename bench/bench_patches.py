@@ -146,29 +146,56 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "features, uncapped": {"box_strategy": "features", "max_boxes": None},
     "features, 16 by saliency": {"box_strategy": "features", "max_boxes": 16, "feature_order": "saliency"},
     "features, 8 by mass": {"box_strategy": "features", "max_boxes": 8, "feature_order": "mass"},
-    "default (features+grid, 16 by mass)": {},
+    "features+grid, 16 by mass": {"max_boxes": 16},
+    "features+grid, 12 by mass": {"max_boxes": 12},
+    "features+grid, 10 by mass": {"max_boxes": 10},
+    "features+grid, 8 by mass": {"max_boxes": 8},
+    "default": {},
 }
 
 
-def compare_strategies(root: Path, n: int, sam: LiteMedSAM, seed: int = 1) -> dict[str, Any]:
-    """Box-prompt strategies on n images with ground truth; each distinct box is decoded once per image."""
+def compare_strategies(
+    root: Path, n: int, sam: LiteMedSAM, seed: int = 1, names: list[str] | None = None
+) -> dict[str, Any]:
+    """Box-prompt strategies on n images with ground truth; each distinct box is decoded once per image.
+
+    ``names``: the strategies to run (substrings of the keys of ``STRATEGIES``; default all).
+    """
     import cv2
 
+    chosen = {k: v for k, v in STRATEGIES.items() if not names or any(x in k for x in names)}
+    if not chosen:
+        raise SystemExit(f"no strategy matches {names}; known: {list(STRATEGIES)}")
     cache: dict[tuple[float, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-    decode = sam.decode
+    decode_masks = sam.decode_masks
 
-    def cached_decode(features: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def cached_decode_masks(
+        features: torch.Tensor,
+        boxes: np.ndarray,
+        cells_hw: tuple[int, int] | None = None,
+        min_pred_iou: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``decode_masks`` from full-frame decodes cached by box (same filter and crop)."""
         keys = [tuple(np.round(b, 3).tolist()) for b in np.asarray(boxes)]
         new = [i for i, k in enumerate(keys) if k not in cache]
         if new:
-            m, q = decode(features, np.asarray(boxes)[new])
+            _, m, q = decode_masks(features, np.asarray(boxes)[new])  # the original: all boxes, whole frame
             for j, i in enumerate(new):
                 cache[keys[i]] = (m[j], q[j])
-        return torch.stack([cache[k][0] for k in keys]), torch.stack([cache[k][1] for k in keys])
+        iou = torch.stack([cache[k][1] for k in keys])
+        keep = (
+            torch.ones_like(iou, dtype=torch.bool) if min_pred_iou is None else iou.clamp(0, 1) > min_pred_iou
+        )
+        kept = torch.nonzero(keep).flatten()
+        fh, fw = cells_hw if cells_hw is not None else (64, 64)
+        logits = (
+            torch.stack([cache[keys[int(i)]][0] for i in kept]) if len(kept) else torch.zeros(0, 256, 256)
+        )
+        return kept, logits[:, : 4 * fh, : 4 * fw], iou
 
-    props = {k: LiteMedSAMProposer(model=sam, **v) for k, v in STRATEGIES.items()}
+    props = {k: LiteMedSAMProposer(model=sam, **v) for k, v in chosen.items()}
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in props}
-    sam.decode = cached_decode  # type: ignore[method-assign]
+    sam.decode_masks = cached_decode_masks  # type: ignore[method-assign]
     try:
         for id_, path in train_images(root, n, seed=seed):
             cache.clear()
@@ -186,7 +213,7 @@ def compare_strategies(root: Path, n: int, sam: LiteMedSAM, seed: int = 1) -> di
                     best = float((inter / np.maximum(union, 1)).max())
                 rows[k].append({"boxes": p.last_num_boxes, "patches": len(masks), "best_iou": best})
     finally:
-        sam.decode = decode  # type: ignore[method-assign]
+        sam.decode_masks = decode_masks  # type: ignore[method-assign]
     out = {}
     for k, r in rows.items():
         best = np.array([x["best_iou"] for x in r])
@@ -201,27 +228,11 @@ def compare_strategies(root: Path, n: int, sam: LiteMedSAM, seed: int = 1) -> di
     return {"images": n, "seed": seed, "strategies": out}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "kvasir-seg")
-    ap.add_argument("--n", type=int, default=20, help="images for the optimised proposer")
-    ap.add_argument("--naive-n", type=int, default=3, help="images for the naive baseline (0: skip)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument(
-        "--compare-strategies", type=int, default=0, metavar="M", help="also compare box strategies"
-    )
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "patches_speed.json")
-    args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    if not (args.data / "images").is_dir():
-        raise SystemExit(f"no images under {args.data}; pass --data PATH/kvasir-seg")
-
-    load_start = os.getloadavg()
+def speed(args: argparse.Namespace, proposer: LiteMedSAMProposer) -> dict[str, Any]:
+    """(a)-(c): the matmul rate, the optimised proposer and the naive baseline, printed and returned."""
     rate = matmul_gflops()
     print(f"matmul 4096^2 float32: {rate:.1f} GFLOP/s on {args.threads} threads")
     imgs = [load_rgb(p) for _, p in train_images(args.data, args.n)]
-    proposer = LiteMedSAMProposer()
     opt = bench_optimised(imgs, proposer)
     rate_mid = matmul_gflops()
     opt["matmul_gflops_bracket"] = [rate, rate_mid]
@@ -248,18 +259,7 @@ def main() -> None:
         f"  matmul after this stage: {rate_mid:.1f} GFLOP/s; fraction of the mean of the two: "
         f"{opt['fraction_of_bracket_mean_rate']:.0%} (the machine may be shared: see load averages)"
     )
-    result: dict[str, Any] = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-            "loadavg_start": load_start,
-        },
-        "matmul_gflops": rate,
-        "optimised": opt,
-    }
+    result: dict[str, Any] = {"matmul_gflops": rate, "optimised": opt}
     if args.naive_n > 0:
         naive = bench_naive(imgs[: args.naive_n])
         naive["nominal_limit_images_per_s"] = rate / (
@@ -280,8 +280,46 @@ def main() -> None:
             f"({naive['fraction_of_bracket_mean_rate']:.0%} of the rate measured around it); "
             f"optimised is {result['speedup_vs_naive']:.1f}x faster"
         )
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "kvasir-seg")
+    ap.add_argument(
+        "--n", type=int, default=20, help="images for the optimised proposer (0: skip the speed part)"
+    )
+    ap.add_argument("--naive-n", type=int, default=3, help="images for the naive baseline (0: skip)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--compare-strategies", type=int, default=0, metavar="M", help="also compare box strategies"
+    )
+    ap.add_argument(
+        "--strategies", nargs="+", default=None, metavar="NAME", help="only these strategies (substrings)"
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "patches_speed.json")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    if not (args.data / "images").is_dir():
+        raise SystemExit(f"no images under {args.data}; pass --data PATH/kvasir-seg")
+
+    load_start = os.getloadavg()
+    result: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "loadavg_start": load_start,
+        }
+    }
+    proposer = LiteMedSAMProposer()
+    if args.n > 0:
+        result.update(speed(args, proposer))
     if args.compare_strategies > 0:
-        cmp = compare_strategies(args.data, args.compare_strategies, proposer.model)
+        cmp = compare_strategies(args.data, args.compare_strategies, proposer.model, names=args.strategies)
         result["strategies"] = cmp
         for k, v in cmp["strategies"].items():
             print(

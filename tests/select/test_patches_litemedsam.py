@@ -71,6 +71,29 @@ def test_loads_offline_and_fast_encoder_matches_package(litemedsam, blob):
     torch.testing.assert_close(m_fast, m_ref, atol=2e-3, rtol=1e-4)
 
 
+def test_decode_masks_skips_only_work_whose_result_is_discarded(litemedsam, blob):
+    """Masks for IoU-filtered boxes on the image's cells only = the full decode's masks, cropped and subset."""
+    img, _ = blob
+    enc = litemedsam.encode([img])[0]
+    boxes = np.array([[10, 10, 138, 138], [100, 40, 230, 180], [0, 0, 64, 64], [5, 5, 9, 9]], np.float32)
+    full, iou = litemedsam.decode(enc.features, boxes)
+    thresh = float(iou.clamp(0, 1).median())  # some boxes pass, some do not
+    kept, part, iou2 = litemedsam.decode_masks(
+        enc.features, boxes, cells_hw=enc.valid_hw64, min_pred_iou=thresh
+    )
+    torch.testing.assert_close(iou2, iou, atol=1e-6, rtol=0)
+    expect = torch.nonzero(iou.clamp(0, 1) > thresh).flatten()
+    assert 0 < len(expect) < len(boxes)
+    assert kept.tolist() == expect.tolist()
+    h64, w64 = enc.valid_hw64
+    assert part.shape == (len(expect), 4 * h64, 4 * w64)
+    torch.testing.assert_close(part, full[expect, : 4 * h64, : 4 * w64], atol=1e-4, rtol=1e-5)
+    none, empty, _ = litemedsam.decode_masks(enc.features, boxes, min_pred_iou=1.0)
+    assert none.numel() == 0 and empty.shape == (0, 256, 256)
+    k0, m0, i0 = litemedsam.decode_masks(enc.features, np.zeros((0, 4), np.float32))
+    assert k0.numel() == 0 and m0.shape[0] == 0 and i0.numel() == 0
+
+
 def test_synthetic_lesion_is_found(proposer, blob):
     img, mask = blob
     p = proposer.process(img)
