@@ -674,7 +674,7 @@ def _image_to_token(
 
     Args:
         k, v: (B, T, C) unprojected token keys and values.
-        residual: (N, C) or (B, N, C), added to the output.
+        residual: (N, C), or (B, N, C) which is overwritten with the output.
         qi: (h, N, c) projected image queries shared by all boxes, per head; or
         keys_pos: (B, N, C) per-box image queries (positional encoding included) and qproj their projection.
 
@@ -700,8 +700,9 @@ def _image_to_token(
     vh = attn.v_proj(v).view(b, t, nh, c).transpose(1, 2)  # (B, h, T, c)
     wo = attn.out_proj.weight.t().reshape(nh, c, c_model)  # (h, c, C)
     u = torch.matmul(vh, wo).reshape(b, nh * t, c_model) + attn.out_proj.bias / nh  # (B, h*T, C)
-    base = residual.expand(b, -1, -1) if residual.dim() == 2 else residual
-    return torch.baddbmm(base, a.transpose(1, 2), u)
+    if residual.dim() == 2:
+        return torch.baddbmm(residual.expand(b, -1, -1), a.transpose(1, 2), u)
+    return residual.baddbmm_(a.transpose(1, 2), u)  # a per-box residual is the caller's to overwrite
 
 
 def _decode_tokens(

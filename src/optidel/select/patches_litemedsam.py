@@ -16,27 +16,42 @@ embeddings:
 5. a patch is the mask's bounding box plus a margin (10% per side), in original pixels, clipped;
 6. its embedding is the image embedding averaged inside the mask (mask area-pooled to 64x64), L2-normalised (D = 256).
 
-Why these box prompts by default (measured with ``bench/bench_patches.py --compare-strategies`` and the same code
-on held-in train images with their ground-truth masks; "best IoU" is the best kept mask's IoU with the lesion,
-averaged over images; "hit" is the share of images where it exceeds 0.5):
+Why these box prompts by default (measured with ``bench/bench_patches.py --compare-strategies`` on train images
+with their ground-truth masks, 2026-11-28; "best IoU" is the best kept mask's IoU with the lesion, averaged over
+images; "hit" is the share of images where it exceeds 0.5):
 
 =====================================  ===========  ======================  ======================
 box prompts                             boxes/img   Kvasir-SEG (16 img)     BUSI (12 img)
                                                     best IoU / hit           best IoU / hit
 =====================================  ===========  ======================  ======================
-grid 128 + 64 px, 50% overlap           ~50         0.50 / 0.50 (12 img)    0.41 / 0.42
-grid 160 + 96 px, 50% overlap           ~20         0.59 / 0.63             0.40 / 0.42
-feature components, all                 ~28         0.81 / 1.00             0.77 / 0.83
-feature components, 16 by saliency      16          0.69 / 0.81             --
-feature components, 16 by mass          16          0.82 / 1.00             0.77 / 0.83
-feature components, 8 by mass           8           --                      0.74 / 0.83
+grid 128 + 64 px, 50% overlap           ~50         0.56 / 0.56             0.36 / 0.25
+grid 160 + 96 px, 50% overlap           ~20         0.59 / 0.62             0.46 / 0.33
+feature components, all                 ~29         0.82 / 1.00             0.65 / 0.75
+feature components, 16 by saliency      ~15         0.69 / 0.81             0.55 / 0.58
+feature components + grid, 16 by mass   16          0.82 / 1.00             0.62 / 0.67
 =====================================  ===========  ======================  ======================
+
+and the cap on the number of boxes, on 48 images of each (``--compare-strategies 48 --strategies "features+grid"
+uncapped``; best IoU / hit):
+
+===============================  ===============  ===============
+feature components + grid         Kvasir-SEG       BUSI
+===============================  ===============  ===============
+all components (~30 boxes)        0.80 / 0.92      0.66 / 0.79
+16 by mass (default)              0.79 / 0.90      0.63 / 0.75
+12                                0.79 / 0.90      0.60 / 0.71
+10                                0.78 / 0.88      0.59 / 0.69
+8                                 0.77 / 0.88      0.55 / 0.62
+===============================  ===============  ===============
 
 A dense grid spends most of its decoder work on small boxes whose masks are texture, and the ``max_patches`` cap
 then keeps the tidiest of those; the embedding's own components put boxes around the regions that differ from the
-rest of the image, which is where lesions are. 16 boxes by mass lose nothing against all ~28 components, at ~40%
-fewer decoder FLOPs; 8 start to lose lesions. The coarse grid is appended after the feature boxes (it is only
-reached on images with fewer than 16 distinct components) so every image gets prompts.
+rest of the image, which is where lesions are. 16 boxes by mass keep nearly all that ~30 components find, at about
+half the decoder work; fewer boxes cost little on Kvasir-SEG but lose lesions on BUSI (on the first 12 BUSI images
+8 boxes looked as good as 16: 48 images show the loss). With the re-arranged decoder the 16 boxes are ~30% of the
+time per image, the encoder the rest; ``max_boxes=8`` saves ~15% of the time for the recall above. The coarse grid
+is appended after the feature boxes (it is only reached on images with fewer than 16 distinct components) so every
+image gets prompts.
 
 References:
     - [0] OptiDEL, arXiv 2408.07107
