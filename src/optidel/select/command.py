@@ -128,7 +128,7 @@ def select(
     ] = None,
     proposer_batch: Annotated[
         int | None,
-        typer.Option(help="Images per proposer call when it can batch (one encoder batch) \\[default: 8]."),
+        typer.Option(help="Images per proposer call when it can batch (one encoder batch) \\[default: 1]."),
     ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of k-means, groupings and random methods \\[default: 0].")
