@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from optidel.data.image import load_gray, load_rgb
 from optidel.select.box_prompts import grid_boxes
-from optidel.select.litemedsam import LiteMedSAM
+from optidel.select.litemedsam import FEATURE_SIZE, INPUT_SIZE, STRIDE, LiteMedSAM
 from optidel.select.patches_litemedsam import LiteMedSAMProposer
 from optidel.utils.atomic import atomic_write_json
 
@@ -187,11 +187,13 @@ def compare_strategies(
             torch.ones_like(iou, dtype=torch.bool) if min_pred_iou is None else iou.clamp(0, 1) > min_pred_iou
         )
         kept = torch.nonzero(keep).flatten()
-        fh, fw = cells_hw if cells_hw is not None else (64, 64)
+        fh, fw = cells_hw if cells_hw is not None else (FEATURE_SIZE, FEATURE_SIZE)
         logits = (
-            torch.stack([cache[keys[int(i)]][0] for i in kept]) if len(kept) else torch.zeros(0, 256, 256)
+            torch.stack([cache[keys[int(i)]][0] for i in kept])
+            if len(kept)
+            else torch.zeros(0, INPUT_SIZE, INPUT_SIZE)
         )
-        return kept, logits[:, : 4 * fh, : 4 * fw], iou
+        return kept, logits[:, : STRIDE * fh, : STRIDE * fw], iou
 
     props = {k: LiteMedSAMProposer(model=sam, **v) for k, v in chosen.items()}
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in props}

@@ -272,7 +272,10 @@ class LiteMedSAM:
 
         boxes = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device).reshape(-1, 4)
         fh, fw = cells_hw if cells_hw is not None else (FEATURE_SIZE, FEATURE_SIZE)
-        kept, outs, ious = [], [], []
+        # each list starts with an empty piece, so no boxes (or no kept box) needs no special case
+        kept = [torch.zeros(0, dtype=torch.long, device=self.device)]
+        outs = [torch.zeros(0, STRIDE * fh, STRIDE * fw, device=self.device)]
+        ious = [torch.zeros(0, device=self.device)]
         with torch.inference_mode():
             for s in range(0, boxes.shape[0], self.decoder_chunk):
                 b = boxes[s : s + self.decoder_chunk]
@@ -295,11 +298,7 @@ class LiteMedSAM:
                     outs.append(_upscale_masks(self, keys, hyper, (fh, fw), rows))
                 else:
                     outs.append(m[idx, : STRIDE * fh, : STRIDE * fw])
-            if not ious:
-                empty = torch.zeros(0, device=self.device)
-                return empty.long(), torch.zeros(0, STRIDE * fh, STRIDE * fw, device=self.device), empty
-            logits = torch.cat(outs) if outs else torch.zeros(0, STRIDE * fh, STRIDE * fw, device=self.device)
-            return torch.cat(kept), logits, torch.cat(ious)
+            return torch.cat(kept), torch.cat(outs), torch.cat(ious)
 
 
 # ---------------------------------------------------------------------------------------------------------------
