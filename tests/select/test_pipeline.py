@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -391,7 +392,8 @@ def test_cli_select_with_config_and_overrides(pools: list[str], tmp_path: Path) 
 
 @pytest.mark.slow
 def test_real_grid_proposer_through_the_cli(tmp_path: Path) -> None:
-    """The real factories (grid patches + LiteMedSAM box features) on 4 tiny images, end to end via the CLI."""
+    """The real factories (grid patches + LiteMedSAM box features) on 2 tiny images, end to end via the CLI, the
+    images computed by 2 worker processes."""
     pytest.importorskip("optidel.select.proposers")
     from optidel.cli import app
 
@@ -408,9 +410,12 @@ def test_real_grid_proposer_through_the_cli(tmp_path: Path) -> None:
         "--ratio",
         "0.5",
         "--no-report",
+        "--procs",
+        "2",
     ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
+    assert re.search(r"2 worker processes x \d+ torch threads", (out / "log.txt").read_text())
     table, meta = read_manifest(out / "manifest.parquet")
     assert meta["n_output_images"] == 1 and sum(table.column("selected").to_pylist()) == 4
     assert np.isnan(

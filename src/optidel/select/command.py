@@ -137,7 +137,14 @@ def select(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="Torch threads of proposer/embedder (1 is faster on a busy shared machine) \\[default: all]."
+            help="Torch threads of proposer/embedder (1 is faster on a busy shared machine) \\[default: all cores, shared out among --procs]."
+        ),
+    ] = None,
+    procs: Annotated[
+        int | None,
+        typer.Option(
+            help="Patch-stage worker processes, each with its own models "
+            "\\[default: one per core, at most 4, on a CPU; 1 on a GPU or under torchrun]."
         ),
     ] = None,
     strict: Annotated[
@@ -202,6 +209,7 @@ def select(
         seed=seed,
         workers=workers,
         threads=threads,
+        procs=procs,
         strict=True if strict else None,
         report=report,
     )

@@ -24,9 +24,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +39,9 @@ from optidel.log import logger
 from optidel.select.patch_types import ImagePatches, PatchEmbedder, PatchProposer
 from optidel.utils.atomic import atomic_open, atomic_save_npy, atomic_write_json
 from optidel.utils.progress import make_progress
+
+if TYPE_CHECKING:
+    from optidel.select.patch_workers import ModelSpec
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -223,6 +227,146 @@ def _propose(proposer: PatchProposer, imgs: list[np.ndarray]) -> list[ImagePatch
     return [proposer.process(img) for img in imgs]
 
 
+@dataclass
+class ImageResult:
+    """One pool image's outcome (picklable: worker processes send it back).
+
+    Attributes:
+        index: the image's position in the pool listing.
+        w, h: its size in pixels (0 when unreadable).
+        patches: its patches, boxes clipped to the image (None when unreadable).
+        emb: (P, dim) float32 embeddings of the patches (None when unreadable).
+        error: why the image could not be read (None when it could).
+    """
+
+    index: int
+    w: int = 0
+    h: int = 0
+    patches: ImagePatches | None = None
+    emb: np.ndarray | None = None
+    error: str | None = None
+
+
+def _finish(
+    index: int,
+    path: Path,
+    img: np.ndarray,
+    patches: ImagePatches,
+    proposer: PatchProposer,
+    embedder: PatchEmbedder | None,
+    dim: int,
+) -> ImageResult:
+    """Embed (or take the proposer's embeddings), check shapes, clip boxes."""
+    h, w = img.shape[:2]
+    n = len(patches)
+    emb = embedder.embed(img, patches) if embedder is not None else patches.embeddings
+    if n and emb is None:
+        raise PatchStageError(f"{path}: proposer {proposer.name!r} returned no embeddings")
+    emb = np.zeros((0, dim), np.float32) if emb is None else np.asarray(emb, np.float32).reshape(n, -1)
+    if emb.shape != (n, dim):
+        raise PatchStageError(f"{path}: embeddings of shape {emb.shape}, expected ({n}, {dim})")
+    patches.boxes = _clean_boxes(patches.boxes, w, h)
+    patches.embeddings = None  # kept once, in ``emb``
+    return ImageResult(index, w, h, patches, np.ascontiguousarray(emb))
+
+
+def compute_images(
+    items: Sequence[tuple[int, Path]],
+    proposer: PatchProposer,
+    embedder: PatchEmbedder | None,
+    dim: int,
+    workers: int = 1,
+    batch_size: int = 1,
+) -> Iterator[ImageResult]:
+    """Patches and embeddings of pool images, in this process: one result per item.
+
+    Args:
+        items: (pool index, image path) pairs.
+        workers: threads that decode images ahead.
+        batch_size: readable images per proposer call (used when the proposer has ``process_batch``).
+    Yields:
+        an :class:`ImageResult` per item; an unreadable image's comes as soon as it is read, the others in order.
+    Raises:
+        PatchStageError: when the proposer or embedder returns the wrong shape.
+    """
+    pending: list[tuple[int, Path, np.ndarray]] = []
+
+    def flush() -> list[ImageResult]:
+        results = _propose(proposer, [p[2] for p in pending])
+        done = [
+            _finish(index, path, img, patches, proposer, embedder, dim)
+            for (index, path, img), patches in zip(pending, results, strict=True)
+        ]
+        pending.clear()
+        return done
+
+    decoded = prefetched(lambda it: _load_or_error(it[1]), items, workers)
+    for (index, path), img in zip(items, decoded, strict=True):
+        if isinstance(img, ImageDecodeError):
+            yield ImageResult(index, error=img.reason)
+            continue
+        pending.append((index, path, img))
+        if len(pending) >= batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def shard_rows(
+    items: Sequence[tuple[int, PoolImage]],
+    results: Iterable[ImageResult],
+    dim: int,
+    strict: bool = False,
+    on_image: Callable[[], None] | None = None,
+) -> tuple[pa.Table, np.ndarray, list[dict[str, Any]]]:
+    """The patch rows of some pool images from their results (one per item, in any order).
+
+    Returns:
+        table: patch rows (:data:`PATCH_SCHEMA`) in pool order; emb: (P, dim) float32; failed: unreadable images.
+    Raises:
+        ImageDecodeError: for an unreadable image when ``strict``.
+    """
+    by_index = dict(items)
+    got: dict[int, ImageResult] = {}
+    failed: list[dict[str, Any]] = []
+    for r in results:
+        im = by_index[r.index]
+        if r.error is not None:
+            if strict:
+                raise ImageDecodeError(im.path, r.error)
+            logger.warning("skipping unreadable pool image %s: %s", im.path, r.error)
+            failed.append({"index": r.index, "uid": im.uid, "path": str(im.path), "reason": r.error})
+        got[r.index] = r
+        if on_image:
+            on_image()
+        if len(got) == len(by_index):
+            break
+    if len(got) != len(by_index):
+        raise PatchStageError(f"results for {len(got)} of {len(by_index)} images")
+    cols: dict[str, list[Any]] = {f.name: [] for f in PATCH_SCHEMA}
+    embs: list[np.ndarray] = []
+    for index, im in items:
+        r = got[index]
+        if r.patches is None or r.emb is None:
+            continue
+        n = len(r.patches)
+        cols["image_index"] += [index] * n
+        cols["source"] += [im.source] * n
+        cols["image_id"] += [im.id] * n
+        cols["image_uid"] += [im.uid] * n
+        cols["image_path"] += [str(im.path)] * n
+        cols["image_w"] += [r.w] * n
+        cols["image_h"] += [r.h] * n
+        for j, c in enumerate(("x0", "y0", "x1", "y1")):
+            cols[c] += r.patches.boxes[:, j].tolist()
+        for c in ("mask_area", "pred_iou", "stability"):
+            cols[c] += np.asarray(getattr(r.patches, c), np.float32).reshape(n).tolist()
+        embs.append(r.emb)
+    table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in PATCH_SCHEMA}, schema=PATCH_SCHEMA)
+    emb_all = np.concatenate(embs, axis=0) if embs else np.zeros((0, dim), np.float32)
+    return table, np.ascontiguousarray(emb_all, np.float32), failed
+
+
 def extract_shard(
     items: Sequence[tuple[int, PoolImage]],
     proposer: PatchProposer,
@@ -233,72 +377,10 @@ def extract_shard(
     on_image: Callable[[], None] | None = None,
     batch_size: int = 1,
 ) -> tuple[pa.Table, np.ndarray, list[dict[str, Any]]]:
-    """Patches and embeddings of some pool images.
-
-    Args:
-        items: (pool index, image) pairs.
-        batch_size: images per proposer call (used when the proposer has ``process_batch``).
-    Returns:
-        table: patch rows (:data:`PATCH_SCHEMA`); emb: (P, dim) float32; failed: unreadable images.
-    Raises:
-        ImageDecodeError: for an unreadable image when ``strict``.
-        PatchStageError: when an embedder returns the wrong shape.
-    """
-    cols: dict[str, list[Any]] = {f.name: [] for f in PATCH_SCHEMA}
-    embs: list[np.ndarray] = []
-    failed: list[dict[str, Any]] = []
-
-    def add(index: int, im: PoolImage, img: np.ndarray, patches: ImagePatches) -> None:
-        h, w = img.shape[:2]
-        n = len(patches)
-        emb = embedder.embed(img, patches) if embedder is not None else patches.embeddings
-        if n and emb is None:
-            raise PatchStageError(f"{im.path}: proposer {proposer.name!r} returned no embeddings")
-        emb = np.zeros((0, dim), np.float32) if emb is None else np.asarray(emb, np.float32).reshape(n, -1)
-        if emb.shape != (n, dim):
-            raise PatchStageError(f"{im.path}: embeddings of shape {emb.shape}, expected ({n}, {dim})")
-        boxes = _clean_boxes(patches.boxes, w, h)
-        cols["image_index"] += [index] * n
-        cols["source"] += [im.source] * n
-        cols["image_id"] += [im.id] * n
-        cols["image_uid"] += [im.uid] * n
-        cols["image_path"] += [str(im.path)] * n
-        cols["image_w"] += [w] * n
-        cols["image_h"] += [h] * n
-        for j, c in enumerate(("x0", "y0", "x1", "y1")):
-            cols[c] += boxes[:, j].tolist()
-        for c in ("mask_area", "pred_iou", "stability"):
-            cols[c] += np.asarray(getattr(patches, c), np.float32).reshape(n).tolist()
-        embs.append(emb)
-        if on_image:
-            on_image()
-
-    pending: list[tuple[int, PoolImage, np.ndarray]] = []
-
-    def flush() -> None:
-        results = _propose(proposer, [p[2] for p in pending])
-        for (index, im, img), patches in zip(pending, results, strict=True):
-            add(index, im, img, patches)
-        pending.clear()
-
-    decoded = prefetched(lambda it: _load_or_error(it[1].path), items, workers)
-    for (index, im), img in zip(items, decoded, strict=True):
-        if isinstance(img, ImageDecodeError):
-            if strict:
-                raise img
-            logger.warning("skipping unreadable pool image %s: %s", img.path, img.reason)
-            failed.append({"index": index, "uid": im.uid, "path": str(im.path), "reason": img.reason})
-            if on_image:
-                on_image()
-            continue
-        pending.append((index, im, img))
-        if len(pending) >= batch_size:
-            flush()
-    if pending:
-        flush()
-    table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in PATCH_SCHEMA}, schema=PATCH_SCHEMA)
-    emb_all = np.concatenate(embs, axis=0) if embs else np.zeros((0, dim), np.float32)
-    return table, np.ascontiguousarray(emb_all, np.float32), failed
+    """Patches and embeddings of some pool images, computed in this process (see :func:`compute_images` and
+    :func:`shard_rows`). items: (pool index, image) pairs."""
+    results = compute_images([(i, im.path) for i, im in items], proposer, embedder, dim, workers, batch_size)
+    return shard_rows(items, results, dim, strict, on_image)
 
 
 def _write_shard(root: Path, s: int, table: pa.Table, emb: np.ndarray, meta: dict[str, Any]) -> None:
@@ -325,10 +407,15 @@ def process_shards(
     strict: bool = False,
     after_shard: Callable[[int], None] | None = None,
     batch_size: int = 1,
+    procs: int | None = 1,
+    spec: ModelSpec | None = None,
 ) -> list[int]:
     """Compute this rank's missing shards (see the module docstring); returns the shards computed now.
 
     ``after_shard(s)`` is called after shard ``s`` is on disk (tests use it to inject a failure after K shards).
+    ``procs``: worker processes that compute the images, each building its models from ``spec``
+    (:mod:`optidel.select.patch_workers`; None = its default for the images to compute, 1 without a ``spec``);
+    1 computes them here with ``proposer`` and ``embedder``.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -343,15 +430,32 @@ def process_shards(
         )
     done_now: list[int] = []
     images_done, t_start = 0, time.perf_counter()
-    with make_progress() as prog:
+    shards = {
+        s: [(i, pool[i]) for i in range(s * shard_size, min(len(pool), (s + 1) * shard_size))] for s in todo
+    }
+    from optidel.select.patch_workers import PatchWorkers, resolve_procs, threads_per_proc
+
+    k = 1 if spec is None else resolve_procs(procs, n_todo_images, spec.device, world > 1)
+    with ExitStack() as stack:
+        stream: Iterator[ImageResult] | None = None
+        if k > 1:
+            assert spec is not None
+            threads = threads_per_proc(spec.threads, k)
+            logger.info("patch stage: %d worker processes x %s torch threads", k, threads)
+            pw = stack.enter_context(PatchWorkers(replace(spec, threads=threads), k, workers, batch_size))
+            stream = pw.results([[(i, im.path) for i, im in shards[s]] for s in todo])
+        prog = stack.enter_context(make_progress())
         task = prog.add_task(f"patches ({proposer.name})", total=n_todo_images)
         for s in todo:
             t0 = time.perf_counter()
-            lo, hi = s * shard_size, min(len(pool), (s + 1) * shard_size)
-            items = [(i, pool[i]) for i in range(lo, hi)]
-            table, emb, failed = extract_shard(
-                items, proposer, embedder, dim, workers, strict, lambda: prog.advance(task), batch_size
-            )
+            items = shards[s]
+            lo, hi = items[0][0], items[-1][0] + 1
+            if stream is None:
+                table, emb, failed = extract_shard(
+                    items, proposer, embedder, dim, workers, strict, lambda: prog.advance(task), batch_size
+                )
+            else:
+                table, emb, failed = shard_rows(items, stream, dim, strict, lambda: prog.advance(task))
             secs = time.perf_counter() - t0
             _write_shard(
                 root, s, table, emb, {"images": [lo, hi], "failed": failed, "seconds": secs, "rank": rank}

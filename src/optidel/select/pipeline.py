@@ -60,6 +60,7 @@ from optidel.select.patch_store import (
     process_shards,
 )
 from optidel.select.patch_types import PatchEmbedder, PatchProposer
+from optidel.select.patch_workers import ModelSpec
 from optidel.select.scores import margin_score, prototype_score, rank_order, reconstruction_scores
 from optidel.select.strategies.base import SelectionContext, SelectionResult, Strategy, get_strategy
 from optidel.utils.atomic import atomic_open, atomic_save_npy, atomic_write_json
@@ -320,25 +321,22 @@ class SelectionPipeline:
         atomic_write_json(self.stamps / f"{name}.json", data)
 
     # ---------------------------------------------------------------- patches + embeddings
+    def model_spec(self) -> ModelSpec:
+        """What builds the config's proposer and embedder (here, and in patch-stage worker processes)."""
+        opts = dict(self.cfg.proposer_options)
+        if self.cfg.patches == "sam-checkpoint":
+            opts.setdefault("checkpoint", self.cfg.sam_checkpoint)
+            if self.cfg.sam_model_type:
+                opts.setdefault("model_type", self.cfg.sam_model_type)
+        opts.setdefault("device", self.device)
+        return ModelSpec(
+            self.cfg.patches, opts, self.cfg.embedder, self.device, self.cfg.seed, self.cfg.threads
+        )
+
     def _models(self) -> tuple[PatchProposer, PatchEmbedder | None]:
         """The proposer and embedder of the config (``optidel.select.proposers``), built once, on first need."""
         if self._proposer is None:
-            from optidel.select.proposers import make_embedder, make_proposer
-
-            seed_everything(self.cfg.seed)  # torch too, now that a model is built
-            if self.cfg.threads is not None:
-                import torch
-
-                torch.set_num_threads(self.cfg.threads)
-            opts = dict(self.cfg.proposer_options)
-            if self.cfg.patches == "sam-checkpoint":
-                opts.setdefault("checkpoint", self.cfg.sam_checkpoint)
-                if self.cfg.sam_model_type:
-                    opts.setdefault("model_type", self.cfg.sam_model_type)
-            opts.setdefault("device", self.device)
-            self._proposer = make_proposer(self.cfg.patches, **opts)
-            # None = the proposer's own embeddings; for a proposer without them (grid): LiteMedSAM box features
-            self._embedder = make_embedder(self.cfg.embedder, proposer=self._proposer, device=self.device)
+            self._proposer, self._embedder = self.model_spec().build()
         return self._proposer, self._embedder
 
     def run_patch_stage(self) -> PatchStore | None:
@@ -415,6 +413,8 @@ class SelectionPipeline:
             self.cfg.strict,
             self.after_shard,
             self.cfg.proposer_batch,
+            procs=self.cfg.procs,
+            spec=None if self._injected else self.model_spec(),
         )
         self.dist.barrier()
         if self.dist.rank != 0:
