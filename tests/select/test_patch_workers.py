@@ -100,7 +100,7 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(patch_workers, "cpu_cores", lambda: 2)
     monkeypatch.setattr(patch_workers, "_ram_bytes", lambda: 24 * 2**30)
     assert resolve_procs(None, 900) == 2  # one per core
-    assert resolve_procs(None, 20) == 1  # too few images to pay for a second process
+    assert resolve_procs(None, 100) == 1  # too few images to pay for starting a second process
     assert resolve_procs(None, 900, device="cuda") == 1
     assert resolve_procs(None, 900, distributed=True) == 1
     assert resolve_procs(3, 2) == 2  # never more than the images

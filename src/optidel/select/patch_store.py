@@ -11,7 +11,9 @@ On disk (``ROOT`` is ``OUT/cache/patches-<key>``, the key hashing the pool and t
 A shard is complete when its ``.parquet`` exists, so a run killed mid-way loses at most the shard it was working on
 and a rerun computes only the missing shards. Shards are fixed ranges of images, independent of the number of
 processes: under ``torchrun`` rank r of K computes shards r, r + K, r + 2K, ... (round-robin over shards, so
-ranks get similar work and a resumed run may use another K); rank 0 merges after a barrier. The merged
+ranks get similar work and a resumed run may use another K); rank 0 merges after a barrier. Within a process the
+images may be computed by worker processes (:mod:`optidel.select.patch_workers`); the process itself still writes
+its shards, in order. The merged
 ``embeddings.npy`` is filled shard by shard, so neither the merge nor any later stage holds all embeddings in RAM;
 the shard files are deleted once the merge is complete.
 """

@@ -25,6 +25,10 @@ a run starts and written last.
 Distributed (``torchrun --nproc-per-node K -m optidel.cli select ...``): every rank computes its share of the
 patch shards (rank r: shards r, r + K, ...), rank 0 merges after a barrier (gloo) and runs the rest alone; the
 other ranks return after the barrier.
+
+Within one process (or rank), the patch stage's images are computed by ``procs`` worker processes, each with its
+own proposer and embedder built from :meth:`SelectionPipeline.model_spec` (default: one per core, at most 4, on a
+CPU; 1 on a GPU, under ``torchrun`` and with an injected proposer): see :mod:`optidel.select.patch_workers`.
 """
 
 from __future__ import annotations
