@@ -99,7 +99,7 @@ class SelectConfig:
     workers: int = 1  # background threads that decode images (in each patch-stage process)
     # patch-stage worker processes, each with its own models and cores // procs torch threads (unless threads is
     # set); None = auto: one per core (at most 4, one per 64 images, one per 4 GiB RAM) on a CPU, 1 on a GPU or
-    # under torchrun. On 2 cores two 1-thread processes took 0.66-0.91x the time of one 2-thread process
+    # under torchrun. On 2 cores two 1-thread processes took 0.85x the time per image of one 2-thread process
     procs: int | None = None
     threads: int | None = (
         None  # torch intra-op threads of proposer/embedder; None = torch's default (all cores)

@@ -2,9 +2,9 @@
 
 On a CPU one process with all cores as torch threads leaves cores idle: LiteMedSAM's encoder has memory-bound
 passes, its decoder many small ops, and decoding images and Python run on one core. K processes with
-``cores // K`` threads each keep every core busy. On 2 cores, two 1-thread processes took 0.66-0.91x the time per
-image of one 2-thread process (alternating runs on 16 Kvasir-SEG train images, BENCHMARKS.md); ``bench/bench_procs.py``
-measures it through this module.
+``cores // K`` threads each keep every core busy. On 2 cores, two 1-thread processes took 0.85x the time per image
+of one 2-thread process (median of 3 alternating rounds on 64 Kvasir-SEG train images, ``bench/bench_procs.py``,
+BENCHMARKS.md); ``optidel select`` on Kvasir-SEG's 900 train images went from 27 to 23 minutes.
 
 The parent keeps writing the shards (so resuming, progress and the shard files are those of one process); the
 workers only turn (pool index, image path) into :class:`~optidel.select.patch_store.ImageResult`. Images are
