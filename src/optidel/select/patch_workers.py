@@ -136,7 +136,6 @@ def _exit_with_parent(parent: int) -> None:
 def _init_worker(spec: ModelSpec, workers: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     proposer, embedder = spec.build()
     _WORKER.update(
         proposer=proposer, embedder=embedder, dim=embedding_dim(proposer, embedder), workers=workers
