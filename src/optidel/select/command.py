@@ -137,14 +137,15 @@ def select(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="Torch threads of proposer/embedder (1 is faster on a busy shared machine) \\[default: all cores, shared out among --procs]."
+            help="Torch threads of proposer/embedder in each process (1 is faster on a busy shared machine) "
+            "\\[default: the cores shared out among --procs]."
         ),
     ] = None,
     procs: Annotated[
         int | None,
         typer.Option(
             help="Patch-stage worker processes, each with its own models "
-            "\\[default: one per core, at most 4, on a CPU; 1 on a GPU or under torchrun]."
+            "\\[default: one per core on a CPU, at most 4 and one per 64 images; 1 on a GPU or under torchrun]."
         ),
     ] = None,
     strict: Annotated[

@@ -102,7 +102,7 @@ class SelectConfig:
     # under torchrun. On 2 cores two 1-thread processes took 0.85x the time per image of one 2-thread process
     procs: int | None = None
     threads: int | None = (
-        None  # torch intra-op threads of proposer/embedder; None = torch's default (all cores)
+        None  # torch intra-op threads of proposer/embedder, per process; None = the cores shared out among procs
     )
     strict: bool = False  # an unreadable pool image (or too few patches) is an error instead of a warning
     report: bool = True  # write report.html and report/
