@@ -1,9 +1,10 @@
 """Patch-stage worker processes (spawned, real grid proposer + a small random timm embedder): the same store as one
-process, unreadable images, strict mode, resume after an injected failure, a worker that cannot start, and the
-default number of processes."""
+process, unreadable images, strict mode, resume after an injected failure, a worker that cannot start, the
+default number of processes, and workers exiting when their parent is killed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,12 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> list[PoolImage]:
 
 
 @pytest.fixture(scope="module")
-def models() -> tuple:
-    return SPEC.build()
+def models() -> Iterator[tuple]:
+    import torch
+
+    threads = torch.get_num_threads()
+    yield SPEC.build()  # sets 1 thread in this process too
+    torch.set_num_threads(threads)
 
 
 def _store(pool: list[PoolImage], models: tuple, root: Path, **kw: object) -> PatchStore:
