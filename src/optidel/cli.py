@@ -53,7 +53,7 @@ def root(
     ] = False,
 ) -> None:
     """optidel: build compact, hard and diverse pre-training sets and prove they work."""
-    from optidel.utils import progress
+    from optidel.runtime import progress
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     if not any(isinstance(h, RichHandler) for h in logger.handlers):

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from optidel.utils.atomic import atomic_write_text
+from optidel.runtime.atomic import atomic_write_text
 
 T = TypeVar("T")
 

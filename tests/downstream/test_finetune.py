@@ -71,8 +71,8 @@ def test_same_seed_same_metrics(run_a, tiny_seg: Path, tmp_path: Path):
 def test_probe_with_encoder_file_and_label_fraction(tiny_seg: Path, tmp_path: Path):
     import torch
 
-    from optidel.ssl.backbone import backbone_kwargs, create_backbone, timm_name
-    from optidel.ssl.encoder_io import save_encoder
+    from optidel.models.backbone import backbone_kwargs, create_backbone, timm_name
+    from optidel.models.encoder_io import save_encoder
 
     torch.manual_seed(0)
     enc = create_backbone("vit_tiny", 32, 8)
@@ -181,7 +181,7 @@ def test_probe_validation_from_cached_features_equals_full_prediction(arch, patc
 
     from optidel.downstream.finetune import predict, validation_predictor
     from optidel.downstream.seg_head import build_segmentation_model
-    from optidel.ssl.backbone import create_backbone
+    from optidel.models.backbone import create_backbone
 
     torch.manual_seed(0)
     model = build_segmentation_model(create_backbone(arch, 32, patch), 4, 16, freeze_encoder=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from optidel.downstream.floors import best_prior_threshold, compute_floors, mean_mask
-from optidel.downstream.metrics import score_masks
+from optidel.metrics.segmentation import score_masks
 
 
 def _brute_force_threshold(prior, masks, valid):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optidel.downstream.seg_head import SegFormerHead, build_segmentation_model, feature_indices
-from optidel.ssl.backbone import create_backbone
+from optidel.models.backbone import create_backbone
 
 
 @pytest.mark.parametrize(

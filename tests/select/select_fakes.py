@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from optidel.select.patch_types import ImagePatches
+from optidel.select.patches.types import ImagePatches
 
 
 class FakeGridProposer:

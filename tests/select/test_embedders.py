@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from optidel.data.synthetic import synthetic_sample
-from optidel.select.patch_types import ImagePatches
-from optidel.select.patches_grid import GridProposer
-from optidel.select.proposers import PROPOSER_KINDS, make_embedder, make_proposer
+from optidel.select.patches.grid import GridProposer
+from optidel.select.patches.proposers import PROPOSER_KINDS, make_embedder, make_proposer
+from optidel.select.patches.types import ImagePatches
 
 
 @pytest.fixture(scope="session")
 def litemedsam():
-    from optidel.select.litemedsam import LiteMedSAM
+    from optidel.models.litemedsam import LiteMedSAM
 
     return LiteMedSAM()
 
@@ -30,7 +30,7 @@ def _unit_rows(e: np.ndarray, n: int, d: int) -> None:
 
 
 def test_box_weights_are_exact_cell_coverage():
-    from optidel.select.litemedsam import box_weights
+    from optidel.models.litemedsam import box_weights
 
     w = box_weights(np.array([[8, 4, 16, 10]], np.float32))[0]  # cells x 2..3, y 1 (full) and 2 (half)
     assert w.shape == (64, 64)
@@ -39,7 +39,7 @@ def test_box_weights_are_exact_cell_coverage():
 
 
 def test_litemedsam_embedder_pools_inside_boxes(litemedsam, image):
-    from optidel.select.embedders import LiteMedSAMEmbedder
+    from optidel.select.patches.embedders import LiteMedSAMEmbedder
 
     emb = LiteMedSAMEmbedder(model=litemedsam)
     patches = GridProposer(scales=(0.5,)).process(image)
@@ -54,7 +54,7 @@ def test_litemedsam_embedder_pools_inside_boxes(litemedsam, image):
 
 
 def test_timm_random_init_embedder(image):
-    from optidel.select.embedders import TimmPatchEmbedder
+    from optidel.select.patches.embedders import TimmPatchEmbedder
 
     emb = TimmPatchEmbedder(arch="resnet18", img_size=32, batch_size=4)
     patches = GridProposer(scales=(0.5, 0.25)).process(image)
@@ -69,8 +69,8 @@ def test_timm_random_init_embedder(image):
 
 
 def test_optidel_encoder_embedder(tmp_path, image):
-    from optidel.ssl.backbone import backbone_kwargs, create_backbone
-    from optidel.ssl.encoder_io import save_encoder
+    from optidel.models.backbone import backbone_kwargs, create_backbone
+    from optidel.models.encoder_io import save_encoder
 
     model = create_backbone("vit_tiny", 32, patch_size=8)
     path = tmp_path / "run" / "encoder.safetensors"
@@ -84,8 +84,8 @@ def test_optidel_encoder_embedder(tmp_path, image):
 
 
 def test_make_embedder_specs(tmp_path, litemedsam):
-    from optidel.select.embedders import LiteMedSAMEmbedder, TimmPatchEmbedder
-    from optidel.select.patches_litemedsam import LiteMedSAMProposer
+    from optidel.select.patches.embedders import LiteMedSAMEmbedder, TimmPatchEmbedder
+    from optidel.select.patches.litemedsam import LiteMedSAMProposer
 
     sam = LiteMedSAMProposer(model=litemedsam)
     assert make_embedder(None, sam) is None  # the proposer embeds its own patches
@@ -107,7 +107,7 @@ def test_make_embedder_specs(tmp_path, litemedsam):
 
 
 def test_make_proposer():
-    from optidel.select.patches_sam_checkpoint import SamCheckpointMissingError
+    from optidel.select.patches.sam_checkpoint import SamCheckpointMissingError
 
     assert PROPOSER_KINDS == ("sam", "sam-checkpoint", "grid")
     g = make_proposer("grid", scales=(0.5,), device="cpu")

@@ -10,7 +10,7 @@ import pytest
 
 from optidel.data.pool import PoolImage
 from optidel.select.config import SelectConfig
-from optidel.select.image_embeddings import ImageEmbeddings
+from optidel.select.rank.image_embeddings import ImageEmbeddings
 from optidel.select.strategies import SelectionContext, get_strategy
 from optidel.select.strategies.image_clusters import search_threshold, within_cluster_dedup
 

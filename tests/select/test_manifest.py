@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from optidel.select.manifest import (
+from optidel.select.outputs.manifest import (
     MANIFEST_SCHEMA,
     image_manifest,
     patch_manifest,
     read_manifest,
     write_manifest,
 )
-from optidel.select.patch_store import PATCH_SCHEMA
+from optidel.select.patches.store import PATCH_SCHEMA
 
 REQUIRED = [
     "patch_id",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from optidel.select.mosaic import compose, crop, fit_tile, group_diverse, group_random, save_png
+from optidel.select.outputs.mosaic import compose, crop, fit_tile, group_diverse, group_random, save_png
 
 
 def test_group_random_partition_and_seed() -> None:

@@ -13,15 +13,15 @@ from select_fakes import make_pool
 
 from optidel.data.image import ImageDecodeError
 from optidel.data.pool import PoolImage, list_pool
-from optidel.select import patch_workers
-from optidel.select.patch_store import (
+from optidel.select.patches import workers as patch_workers
+from optidel.select.patches.store import (
     PatchStageError,
     PatchStore,
     embedding_dim,
     merge_shards,
     process_shards,
 )
-from optidel.select.patch_workers import ModelSpec, PatchWorkers, resolve_procs, threads_per_proc
+from optidel.select.patches.workers import ModelSpec, PatchWorkers, resolve_procs, threads_per_proc
 
 SPEC = ModelSpec("grid", {"scales": (0.5,), "device": "cpu"}, "timm:resnet10t", "cpu", seed=0, threads=1)
 SHARD = 4
@@ -120,7 +120,7 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
 KILL_SCRIPT = """
 import os, sys, time
 from pathlib import Path
-from optidel.select.patch_workers import ModelSpec, PatchWorkers
+from optidel.select.patches.workers import ModelSpec, PatchWorkers
 
 if __name__ == "__main__":
     spec = ModelSpec("grid", {"scales": (0.5,), "device": "cpu"}, "timm:resnet10t", "cpu", threads=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optidel.select.patches_grid import GridProposer
+from optidel.select.patches.grid import GridProposer
 
 
 def _covered(boxes: np.ndarray, h: int, w: int) -> np.ndarray:

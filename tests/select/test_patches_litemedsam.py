@@ -8,20 +8,20 @@ import torch
 
 from optidel.data.image import load_rgb
 from optidel.data.synthetic import synthetic_sample
-from optidel.select.box_prompts import dedupe_boxes, feature_boxes, grid_boxes
-from optidel.select.mask_patches import boxes_to_image, mask_bboxes, stability_score
+from optidel.select.patches.box_prompts import dedupe_boxes, feature_boxes, grid_boxes
+from optidel.select.patches.mask_patches import boxes_to_image, mask_bboxes, stability_score
 
 
 @pytest.fixture(scope="session")
 def litemedsam():
-    from optidel.select.litemedsam import LiteMedSAM
+    from optidel.models.litemedsam import LiteMedSAM
 
     return LiteMedSAM()
 
 
 @pytest.fixture(scope="session")
 def proposer(litemedsam):
-    from optidel.select.patches_litemedsam import LiteMedSAMProposer
+    from optidel.select.patches.litemedsam import LiteMedSAMProposer
 
     return LiteMedSAMProposer(model=litemedsam)
 
@@ -53,7 +53,7 @@ def _check_patches(p, hw: tuple[int, int], max_patches: int) -> None:
 def test_loads_offline_and_fast_encoder_matches_package(litemedsam, blob):
     import os
 
-    from optidel.select.litemedsam import EMBED_DIM, FEATURE_SIZE, LiteMedSAM
+    from optidel.models.litemedsam import EMBED_DIM, FEATURE_SIZE, LiteMedSAM
 
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     ref = LiteMedSAM(fast=False)  # the package's own forward passes, same cached weights
@@ -117,7 +117,7 @@ def test_real_kvasir_images(proposer, kvasir):
 
 
 def test_deterministic_and_batch_equals_single(litemedsam, blob):
-    from optidel.select.patches_litemedsam import LiteMedSAMProposer
+    from optidel.select.patches.litemedsam import LiteMedSAMProposer
 
     img, _ = blob
     small = LiteMedSAMProposer(model=litemedsam, max_boxes=6)  # few boxes: a quick test
@@ -131,7 +131,7 @@ def test_deterministic_and_batch_equals_single(litemedsam, blob):
 
 
 def test_options_change_cache_key_and_limits(litemedsam, blob):
-    from optidel.select.patches_litemedsam import LiteMedSAMProposer
+    from optidel.select.patches.litemedsam import LiteMedSAMProposer
 
     img, _ = blob
     p = LiteMedSAMProposer(
@@ -149,7 +149,7 @@ def test_options_change_cache_key_and_limits(litemedsam, blob):
 
 
 def test_blank_image_gives_valid_output(litemedsam):
-    from optidel.select.patches_litemedsam import LiteMedSAMProposer
+    from optidel.select.patches.litemedsam import LiteMedSAMProposer
 
     p = LiteMedSAMProposer(model=litemedsam, max_boxes=4).process(np.zeros((40, 60, 3), np.uint8))
     assert p.boxes.shape[1] == 4 and p.embeddings is not None and p.embeddings.shape == (len(p), 256)
@@ -199,7 +199,7 @@ def test_stability_bboxes_and_mapping():
 def test_keep_freed_memory_is_safe_and_idempotent():
     import platform
 
-    from optidel.select.litemedsam import keep_freed_memory
+    from optidel.models.litemedsam import keep_freed_memory
 
     first = keep_freed_memory()
     assert isinstance(first, bool) and keep_freed_memory() is first  # applied once per process

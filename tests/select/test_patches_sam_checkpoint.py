@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from optidel.select.patches_sam_checkpoint import (
+from optidel.select.patches.sam_checkpoint import (
     SamCheckpointMissingError,
     SamCheckpointProposer,
     _encoder_arch,

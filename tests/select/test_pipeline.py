@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.data.pool import list_pool
-from optidel.select.manifest import read_manifest
-from optidel.select.mosaic import crop, fit_tile
+from optidel.select.outputs.manifest import read_manifest
+from optidel.select.outputs.mosaic import crop, fit_tile
 from optidel.select.pipeline import run_selection, selection_config
 
 HERE = Path(__file__).resolve().parent
@@ -394,7 +394,7 @@ def test_cli_select_with_config_and_overrides(pools: list[str], tmp_path: Path) 
 def test_real_grid_proposer_through_the_cli(tmp_path: Path) -> None:
     """The real factories (grid patches + LiteMedSAM box features) on 2 tiny images, end to end via the CLI, the
     images computed by 2 worker processes."""
-    pytest.importorskip("optidel.select.proposers")
+    pytest.importorskip("optidel.select.patches.proposers")
     from optidel.cli import app
 
     pool = make_pool(tmp_path / "pool", 2, size=48, seed=3)

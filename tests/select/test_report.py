@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optidel.select.report import ReportData, map_sample, pca_2d, write_report
+from optidel.select.outputs.report import ReportData, map_sample, pca_2d, write_report
 
 
 def test_pca_2d_finds_the_main_axis() -> None:

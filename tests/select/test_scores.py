@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from optidel.select.scores import hardness, margin_score, prototype_score, rank_order, reconstruction_scores
+from optidel.select.rank.scores import (
+    hardness,
+    margin_score,
+    prototype_score,
+    rank_order,
+    reconstruction_scores,
+)
 
 
 def test_margin_and_prototype() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optidel.select.selection import greedy_select
+from optidel.select.rank.selection import greedy_select
 
 
 def reference(order, n, image_index=None, cap=None, emb=None, thr=None):

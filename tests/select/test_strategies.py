@@ -11,10 +11,10 @@ import pytest
 
 from optidel.config import ConfigError
 from optidel.data.pool import PoolImage
-from optidel.select.cluster import KMeansResult
 from optidel.select.config import SelectConfig
-from optidel.select.patch_store import PATCH_SCHEMA, PatchStore
-from optidel.select.scores import margin_score, prototype_score
+from optidel.select.patches.store import PATCH_SCHEMA, PatchStore
+from optidel.select.rank.cluster import KMeansResult
+from optidel.select.rank.scores import margin_score, prototype_score
 from optidel.select.strategies import SelectionContext, SelectionResult, available_strategies, get_strategy
 
 N_IMAGES = 40

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optidel.ssl.backbone import create_backbone
+from optidel.models.backbone import create_backbone
 from optidel.ssl.mae import MAE, load_mae, reconstruction_error, save_mae
 
 

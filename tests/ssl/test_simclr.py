@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from optidel.ssl.backbone import create_backbone
+from optidel.models.backbone import create_backbone
 from optidel.ssl.simclr import SimCLR
 
 

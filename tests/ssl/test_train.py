@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from optidel.cli import app
 from optidel.config import load_config
 from optidel.data.image import ImageDecodeError
+from optidel.models.encoder_io import load_encoder, read_encoder_metadata
 from optidel.ssl.config import PretrainConfig
-from optidel.ssl.encoder_io import load_encoder, read_encoder_metadata
 from optidel.ssl.mae import load_mae
 from optidel.ssl.plots import read_metrics
 from optidel.ssl.train import METRIC_COLUMNS, PretrainError, pretrain

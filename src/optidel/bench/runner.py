@@ -25,7 +25,7 @@ from typing import Any
 from optidel.bench.config import BenchmarkConfig, resolve_data_root
 from optidel.config import resolve_config, save_config
 from optidel.log import attach_run_log, detach_run_log, logger
-from optidel.utils.run_dir import is_done
+from optidel.runtime.run_dir import is_done
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optidel.bench.bootstrap import Interval, paired_miou_difference
-from optidel.bench.normdel import normdel
-from optidel.utils.atomic import atomic_write_text
-from optidel.utils.run_dir import is_done
+from optidel.metrics.bootstrap import Interval, paired_miou_difference
+from optidel.metrics.normdel import normdel
+from optidel.runtime.atomic import atomic_write_text
+from optidel.runtime.run_dir import is_done
 
 if TYPE_CHECKING:
     from optidel.bench.runner import BenchmarkRunner

@@ -21,8 +21,8 @@ import numpy as np
 from optidel.data.image import ImageDecodeError, load_rgb, resize_mask, resize_rgb
 from optidel.data.segmentation import load_mask
 from optidel.log import logger
-from optidel.utils.atomic import atomic_save_npy, atomic_write_json
-from optidel.utils.progress import track
+from optidel.runtime.atomic import atomic_save_npy, atomic_write_json
+from optidel.runtime.progress import track
 
 CACHE_VERSION = 1
 

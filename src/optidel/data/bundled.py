@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from optidel.utils.atomic import atomic_write_text
+from optidel.runtime.atomic import atomic_write_text
 
 SOURCES = ("retina", "immunohistochemistry", "cell", "microaneurysms", "shepp_logan_phantom")
 

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from optidel.log import logger
-from optidel.utils.atomic import atomic_write_text
+from optidel.runtime.atomic import atomic_write_text
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif")
 COPY_EXTS = (".jpg", ".jpeg", ".png")

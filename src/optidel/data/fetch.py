@@ -43,7 +43,7 @@ from urllib.request import Request, urlopen
 from optidel.data.convert import IMAGE_EXTS, ConversionError, ConversionSummary
 from optidel.data.registry import DatasetSpec, get_dataset
 from optidel.log import logger
-from optidel.utils.atomic import atomic_write_json
+from optidel.runtime.atomic import atomic_write_json
 
 DOWNLOADS_DIR = ".downloads"
 MARKER = ".optidel-dataset.json"
@@ -122,7 +122,7 @@ def _progress_bar(
         TransferSpeedColumn,
     )
 
-    from optidel.utils import progress as progress_switch
+    from optidel.runtime import progress as progress_switch
 
     with Progress(
         TextColumn("[bold]{task.description}"),

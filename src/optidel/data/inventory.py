@@ -10,7 +10,7 @@ from pathlib import Path
 from optidel.data.image import ImageDecodeError, load_gray, load_rgb, read_header
 from optidel.data.pool import PoolSource, list_source, parse_source
 from optidel.data.segmentation import index_images, is_seg_dataset, load_seg_dataset
-from optidel.utils.progress import track
+from optidel.runtime.progress import track
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from optidel.utils.atomic import atomic_write_text
+from optidel.runtime.atomic import atomic_write_text
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
 

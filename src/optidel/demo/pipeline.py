@@ -24,8 +24,8 @@ from typing import Any
 
 from optidel.config import save_config
 from optidel.log import attach_run_log, detach_run_log, logger
-from optidel.utils.atomic import atomic_write_text
-from optidel.utils.run_dir import is_done, mark_done
+from optidel.runtime.atomic import atomic_write_text
+from optidel.runtime.run_dir import is_done, mark_done
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Any
 from optidel.config import load_config, save_config, to_dict
 from optidel.downstream.config import FinetuneConfig
 from optidel.log import attach_run_log, detach_run_log, logger
-from optidel.utils.atomic import atomic_write_text
-from optidel.utils.run_dir import is_done, mark_done
+from optidel.runtime.atomic import atomic_write_text
+from optidel.runtime.run_dir import is_done, mark_done
 
 RESULT_COLUMNS = [
     "dataset",

@@ -32,10 +32,10 @@ import numpy as np
 from optidel.config import save_config, to_dict
 from optidel.downstream.config import IMAGENET_MEAN, IMAGENET_STD, FinetuneConfig
 from optidel.downstream.floors import compute_floors
-from optidel.downstream.metrics import CLASS_NAMES, SegmentationScores
 from optidel.log import attach_run_log, detach_run_log, logger
-from optidel.utils.atomic import atomic_write_json, atomic_write_text
-from optidel.utils.run_dir import DONE, mark_done
+from optidel.metrics.segmentation import CLASS_NAMES, SegmentationScores
+from optidel.runtime.atomic import atomic_write_json, atomic_write_text
+from optidel.runtime.run_dir import DONE, mark_done
 
 METRIC_DEFINITIONS = {
     "miou": "mean IoU over {background, foreground} from one confusion matrix accumulated over all scored test "
@@ -141,8 +141,8 @@ def label_subset(n: int, fraction: float, seed: int) -> np.ndarray:
 
 def build_encoder(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
     """The backbone (random init for ``encoder: none``) and a description of it for ``metrics.json``."""
-    from optidel.ssl.backbone import create_backbone, is_vit, timm_name
-    from optidel.ssl.encoder_io import load_encoder, read_encoder_metadata
+    from optidel.models.backbone import create_backbone, is_vit, timm_name
+    from optidel.models.encoder_io import load_encoder, read_encoder_metadata
 
     if cfg.encoder.lower() == "none":
         patch = cfg.patch_size if is_vit(cfg.arch) else None
@@ -409,7 +409,7 @@ def train_model(
     from rich.progress import TextColumn
 
     from optidel.downstream.augment import augment_batch
-    from optidel.utils.progress import make_progress
+    from optidel.runtime.progress import make_progress
 
     optimizer = make_optimizer(model, cfg)
     rng = np.random.default_rng([cfg.seed, 0xBA7])
@@ -499,7 +499,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
 
     from optidel.downstream.overlays import save_overlays
     from optidel.downstream.seg_head import build_segmentation_model
-    from optidel.utils.seed import seed_everything
+    from optidel.runtime.seed import seed_everything
 
     cfg.validate()
     if not cfg.out:

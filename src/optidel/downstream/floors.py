@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optidel.downstream.metrics import SegmentationScores, score_masks
+from optidel.metrics.segmentation import SegmentationScores, score_masks
 
 FLOOR_NAMES = ("all-background", "all-foreground", "mean-mask prior")
 

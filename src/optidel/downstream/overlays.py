@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optidel.utils.atomic import atomic_open
+from optidel.runtime.atomic import atomic_open
 
 
 def pick_best_worst(scores: Sequence[float], n: int) -> list[int]:

@@ -107,7 +107,7 @@ class SegmentationModel(nn.Module):
 
     Args:
         encoder: a timm model with ``forward_intermediates`` (ViT or CNN), e.g. from
-            :func:`optidel.ssl.backbone.create_backbone` or :func:`optidel.ssl.encoder_io.load_encoder`.
+            :func:`optidel.models.backbone.create_backbone` or :func:`optidel.models.encoder_io.load_encoder`.
         head: the decoder; build both with :func:`build_segmentation_model`.
         indices: the encoder's feature levels that feed the head (see :func:`feature_indices`).
         freeze_encoder: probe mode: the encoder stays in eval mode, takes no gradient, and runs under ``no_grad``.

@@ -5,7 +5,7 @@
 a folder named by a hash of exactly the settings that affect it, so a rerun with the same config only reads, and a
 changed config recomputes only the stages downstream of the change::
 
-    OUT/cache/patches-<key>/       patch table + embeddings, checkpointed in shards (optidel.select.patch_store)
+    OUT/cache/patches-<key>/       patch table + embeddings, checkpointed in shards (optidel.select.patches.store)
                                    key: pool files (path, size, content hash), the proposer/embedder settings of the
                                    config (or an injected proposer's cache_key()), shard_size, proposer_batch;
                                    spec.json records the built proposer's and embedder's own cache_key().
@@ -28,7 +28,7 @@ other ranks return after the barrier.
 
 Within one process (or rank), the patch stage's images are computed by ``procs`` worker processes, each with its
 own proposer and embedder built from :meth:`SelectionPipeline.model_spec` (default: one per core, at most 4, on a
-CPU; 1 on a GPU, under ``torchrun`` and with an injected proposer): see :mod:`optidel.select.patch_workers`.
+CPU; 1 on a GPU, under ``torchrun`` and with an injected proposer): see :mod:`optidel.select.patches.workers`.
 """
 
 from __future__ import annotations
@@ -50,12 +50,14 @@ from optidel.config import save_config
 from optidel.data.image import ImageDecodeError, load_rgb, read_header
 from optidel.data.pool import PoolImage, list_pool
 from optidel.log import attach_run_log, detach_run_log, logger
-from optidel.select.cluster import KMeansResult, l2_normalize, run_kmeans
+from optidel.runtime.atomic import atomic_open, atomic_save_npy, atomic_write_json
+from optidel.runtime.progress import track
+from optidel.runtime.run_dir import DONE, mark_done
+from optidel.runtime.seed import seed_everything
 from optidel.select.config import SelectConfig, default_k, validate_config
-from optidel.select.image_embeddings import ImageEmbeddings, mean_patch_embeddings, whole_image_embeddings
-from optidel.select.manifest import image_manifest, patch_manifest, write_manifest
-from optidel.select.mosaic import compose, crop, fit_tile, save_png
-from optidel.select.patch_store import (
+from optidel.select.outputs.manifest import image_manifest, patch_manifest, write_manifest
+from optidel.select.outputs.mosaic import compose, crop, fit_tile, save_png
+from optidel.select.patches.store import (
     PatchStore,
     combine_stores,
     embedding_dim,
@@ -63,14 +65,16 @@ from optidel.select.patch_store import (
     prefetched,
     process_shards,
 )
-from optidel.select.patch_types import PatchEmbedder, PatchProposer
-from optidel.select.patch_workers import ModelSpec
-from optidel.select.scores import margin_score, prototype_score, rank_order, reconstruction_scores
+from optidel.select.patches.types import PatchEmbedder, PatchProposer
+from optidel.select.patches.workers import ModelSpec
+from optidel.select.rank.cluster import KMeansResult, l2_normalize, run_kmeans
+from optidel.select.rank.image_embeddings import (
+    ImageEmbeddings,
+    mean_patch_embeddings,
+    whole_image_embeddings,
+)
+from optidel.select.rank.scores import margin_score, prototype_score, rank_order, reconstruction_scores
 from optidel.select.strategies.base import SelectionContext, SelectionResult, Strategy, get_strategy
-from optidel.utils.atomic import atomic_open, atomic_save_npy, atomic_write_json
-from optidel.utils.progress import track
-from optidel.utils.run_dir import DONE, mark_done
-from optidel.utils.seed import seed_everything
 
 STAGE_VERSION = 1
 RENDER_BATCH = 128  # output images rendered per batch (their source images are decoded once per batch)
@@ -176,7 +180,7 @@ class SelectionPipeline:
         cfg: the effective config.
         pool: the pool images.
         proposer, embedder: injected objects (tests, the Python API); default: built from the config with
-            ``optidel.select.proposers.make_proposer`` / ``make_embedder`` when the patch stage must run.
+            ``optidel.select.patches.proposers.make_proposer`` / ``make_embedder`` when the patch stage must run.
         dist: the distributed job (see :func:`dist_info`).
         after_shard: called after every patch shard is written (tests inject failures with it).
     """
@@ -338,7 +342,7 @@ class SelectionPipeline:
         )
 
     def _models(self) -> tuple[PatchProposer, PatchEmbedder | None]:
-        """The proposer and embedder of the config (``optidel.select.proposers``), built once, on first need."""
+        """The proposer and embedder of the config (``optidel.select.patches.proposers``), built once, on first need."""
         if self._proposer is None:
             self._proposer, self._embedder = self.model_spec().build()
         return self._proposer, self._embedder
@@ -782,10 +786,10 @@ def selection_vinfo(
 
     Args:
         embeddings: (n_patches, D) patch embeddings (may be memory-mapped); selected: (n_patches,) bool.
-        seed: seeds the subsamples and :func:`optidel.theory.vinfo.vinfo_report`.
+        seed: seeds the subsamples and :func:`optidel.metrics.vinfo.vinfo_report`.
         normalize: L2-normalise rows first (the selection's cosine geometry).
     """
-    from optidel.theory.vinfo import vinfo_report
+    from optidel.metrics.vinfo import vinfo_report
 
     sel = np.flatnonzero(selected)
     if sel.size < VINFO_MIN_SET or sel.size >= len(selected):
@@ -814,8 +818,8 @@ def build_report_data(
     omap: OutputMap,
     summary: dict[str, Any],
 ) -> Any:
-    """Assemble :class:`optidel.select.report.ReportData` from the pipeline's cached stages."""
-    from optidel.select.report import ReportData, map_sample, pca_2d
+    """Assemble :class:`optidel.select.outputs.report.ReportData` from the pipeline's cached stages."""
+    from optidel.select.outputs.report import ReportData, map_sample, pca_2d
 
     cfg = pipe.cfg
     rows = [(k.replace("_", " "), v) for k, v in summary.items()]
@@ -889,7 +893,7 @@ def write_selection_report(
     summary: dict[str, Any],
 ) -> Path:
     """``OUT/report.html`` (skipped when the stamp says it shows this selection already)."""
-    from optidel.select.report import write_report
+    from optidel.select.outputs.report import write_report
 
     path = pipe.out / "report.html"
     t0 = time.perf_counter()

@@ -107,7 +107,7 @@ def pretrain(
 ) -> None:
     """Self-supervised pre-training (MAE or SimCLR) of a timm backbone on an image pool.
 
-    The length is given in optimisation steps, so a 5% subset and the full pool get the same compute. Images are decoded once into a cache; augmentations run on whole batches. The run folder gets config.yaml, log.txt, metrics.csv (step,epoch,loss,lr,images_per_s,elapsed_s), checkpoint.pt, encoder.safetensors (timm keys: timm.create_model(arch, checkpoint_path=..., **kwargs) or optidel.ssl.encoder_io.load_encoder), mae.safetensors (MAE runs), loss.png and DONE. A finished folder with the same config is left as it is; --resume continues a killed run and ends with the same weights as an uninterrupted one. Runs under torchrun (DDP) unchanged.
+    The length is given in optimisation steps, so a 5% subset and the full pool get the same compute. Images are decoded once into a cache; augmentations run on whole batches. The run folder gets config.yaml, log.txt, metrics.csv (step,epoch,loss,lr,images_per_s,elapsed_s), checkpoint.pt, encoder.safetensors (timm keys: timm.create_model(arch, checkpoint_path=..., **kwargs) or optidel.models.encoder_io.load_encoder), mae.safetensors (MAE runs), loss.png and DONE. A finished folder with the same config is left as it is; --resume continues a killed run and ends with the same weights as an uninterrupted one. Runs under torchrun (DDP) unchanged.
 
     Defaults (CPU scale): MAE on vit_tiny, SimCLR on resnet18, 64 px, patch 8, batch 64, AdamW with peak lr 1e-3 (not scaled by batch: the MAE rule 1.5e-4 * batch / 256 stalls at this scale), 5% linear warmup, cosine decay. Every config field (optidel.ssl.config.PretrainConfig) can be set with --config FILE.yaml or --set key=value; precedence: defaults < --config < named options < --set.
 
@@ -125,7 +125,7 @@ def pretrain(
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # one voice: other ranks only report problems
         from optidel.log import logger
-        from optidel.utils import progress
+        from optidel.runtime import progress
 
         logger.setLevel(logging.WARNING)
         for h in logger.handlers:

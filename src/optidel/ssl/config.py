@@ -171,7 +171,7 @@ class PretrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-        from optidel.ssl.backbone import is_vit
+        from optidel.models.backbone import is_vit
 
         arch = self.arch or DEFAULT_ARCH[self.ssl]
         if self.ssl == "mae" and not is_vit(arch):

@@ -14,7 +14,7 @@ them (the ``reconstruction`` hardness score).
 - [1] https://github.com/facebookresearch/mae (models_mae.py)
 
 Examples:
-    >>> from optidel.ssl.backbone import create_backbone
+    >>> from optidel.models.backbone import create_backbone
     >>> mae = MAE(create_backbone("vit_tiny", img_size=32, patch_size=8))
     >>> loss = mae(torch.randn(2, 3, 32, 32))
 """
@@ -42,7 +42,7 @@ class MAE(nn.Module):
     """Masked autoencoder with a timm ViT encoder and a light transformer decoder.
 
     Args:
-        vit: a timm ``VisionTransformer`` (e.g. from :func:`optidel.ssl.backbone.create_backbone`); its weights are
+        vit: a timm ``VisionTransformer`` (e.g. from :func:`optidel.models.backbone.create_backbone`); its weights are
             re-initialised as in MAE (xavier-uniform linears, sine-cosine position embeddings, frozen).
         mask_ratio: fraction of patch tokens removed.
         decoder_dim: decoder token width.
@@ -237,7 +237,7 @@ def save_mae(model: MAE, path: str | Path, arch: str, timm_kwargs: dict[str, Any
     from safetensors.torch import save as st_save
 
     from optidel import __version__
-    from optidel.utils.atomic import atomic_write_bytes
+    from optidel.runtime.atomic import atomic_write_bytes
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {

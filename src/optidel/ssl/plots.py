@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from optidel.utils.atomic import atomic_write_bytes
+from optidel.runtime.atomic import atomic_write_bytes
 
 __all__ = ["plot_loss_curve", "read_metrics"]
 

@@ -10,7 +10,7 @@ batch. The views themselves come from :mod:`optidel.ssl.augment` (SimCLR preset,
   https://arxiv.org/abs/2002.05709
 
 Examples:
-    >>> from optidel.ssl.backbone import create_backbone
+    >>> from optidel.models.backbone import create_backbone
     >>> model = SimCLR(create_backbone("resnet18", img_size=32))
     >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
 """

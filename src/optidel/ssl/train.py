@@ -7,13 +7,13 @@
     RUN/metrics.csv          step,epoch,loss,lr,images_per_s,elapsed_s (one row every log_every steps)
     RUN/checkpoint.pt        model, optimiser, scheduler, step, RNG states, sampler state (every checkpoint_every
                              steps and at the end; atomic); RUN/checkpoint.json says its step
-    RUN/encoder.safetensors  the backbone alone, timm key names (optidel.ssl.encoder_io.load_encoder restores it)
+    RUN/encoder.safetensors  the backbone alone, timm key names (optidel.models.encoder_io.load_encoder restores it)
     RUN/mae.safetensors      MAE runs: the full model, for optidel.ssl.mae.load_mae / reconstruction_error
     RUN/loss.png             the loss curve
     RUN/DONE                 written last
 
 **Exact resume.** Data order, augmentations and masks are pure functions of (seed, step) (see
-:mod:`optidel.ssl.schedule`), and the checkpoint holds everything else (weights, AdamW moments, scheduler, RNG
+:mod:`optidel.runtime.schedule`), and the checkpoint holds everything else (weights, AdamW moments, scheduler, RNG
 states), so a run killed and resumed with ``resume=True`` ends with the same weights, bit for bit, as an uninterrupted
 run on the same machine (on CPU; CUDA kernels may be non-deterministic). ``metrics.csv`` is cut back to the
 checkpoint's step on resume, so no step appears twice.
@@ -55,13 +55,13 @@ from optidel.config import ConfigError, load_config, save_config, to_dict
 from optidel.data.array_cache import ArrayStack, load_stack
 from optidel.data.pool import PoolSource, list_pool, parse_source
 from optidel.log import attach_run_log, detach_run_log, logger
+from optidel.models.backbone import backbone_kwargs, create_backbone, is_vit, timm_name
+from optidel.runtime.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from optidel.runtime.run_dir import is_done, mark_done
+from optidel.runtime.schedule import StepSampler, param_groups, warmup_cosine
+from optidel.runtime.seed import seed_everything
 from optidel.ssl.augment import MEAN, STD, BatchAugment, to_float
-from optidel.ssl.backbone import backbone_kwargs, create_backbone, is_vit, timm_name
 from optidel.ssl.config import EXECUTION_FIELDS, PretrainConfig
-from optidel.ssl.schedule import StepSampler, param_groups, warmup_cosine
-from optidel.utils.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
-from optidel.utils.run_dir import is_done, mark_done
-from optidel.utils.seed import seed_everything
 
 __all__ = [
     "CHECKPOINT",
@@ -494,7 +494,7 @@ def _progress(enabled: bool, total: int, completed: int, description: str) -> It
         return
     from rich.progress import TextColumn
 
-    from optidel.utils.progress import make_progress
+    from optidel.runtime.progress import make_progress
 
     with make_progress(
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s")
@@ -711,7 +711,7 @@ def _write_plot(out: Path, cfg: PretrainConfig) -> None:
 
 def _write_outputs(out: Path, cfg: PretrainConfig, model: nn.Module, n_images: int, n_bad: int) -> None:
     """encoder.safetensors, mae.safetensors (MAE), loss.png, then DONE."""
-    from optidel.ssl.encoder_io import save_encoder
+    from optidel.models.encoder_io import save_encoder
 
     arch = timm_name(cfg.arch)
     kwargs = backbone_kwargs(cfg.arch, cfg.img_size, cfg.patch_size)

@@ -64,8 +64,8 @@ def theory(
     Writes OUT/results.csv (experiment, strategy, alpha_t, f, error, error_std, error_sem, n_repeats, source = sim | theory, ...), OUT/<experiment>.png, OUT/config.yaml, OUT/log.txt and, last, OUT/DONE.
     """
     from optidel.config import ConfigError, resolve_config
+    from optidel.runtime.progress import make_progress
     from optidel.theory.experiments import TheoryConfig, default_config, run_experiment, validate_config
-    from optidel.utils.progress import make_progress
 
     try:
         base = default_config(experiment, quick=quick)
@@ -208,8 +208,8 @@ def vinfo(
 
     Set = the manifest rows with selected = true; reference = every manifest row (or --reference). Reads SET_DIR/manifest.parquet and the embeddings (SET_DIR/embeddings.npy or the select cache), L2-normalised when the selection used cosine distance (as in its report), and writes SET_DIR/vinfo.json.
     """
-    from optidel.theory.vinfo import as_embedding_array, vinfo_report
-    from optidel.utils.atomic import atomic_write_json
+    from optidel.metrics.vinfo import as_embedding_array, vinfo_report
+    from optidel.runtime.atomic import atomic_write_json
 
     try:
         feats, selected = load_set_embeddings(set_dir, embeddings)
@@ -222,7 +222,7 @@ def vinfo(
             )
         pool = feats if reference is None else as_embedding_array(reference)
         if _selection_uses_cosine(set_dir):  # the same geometry as the selection and its report
-            from optidel.select.cluster import l2_normalize
+            from optidel.select.rank.cluster import l2_normalize
 
             feats = l2_normalize(feats)
             pool = feats if reference is None else l2_normalize(pool)

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from optidel.log import logger
+from optidel.runtime.atomic import atomic_open, atomic_write_bytes, atomic_write_text
 from optidel.theory import perceptron, replica
-from optidel.utils.atomic import atomic_open, atomic_write_bytes, atomic_write_text
 
 EXPERIMENTS: tuple[str, ...] = ("theta", "redundant", "bias", "difficulty")
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -639,7 +639,7 @@ def run_experiment(
     """
     from optidel.config import save_config
     from optidel.log import attach_run_log, detach_run_log
-    from optidel.utils.run_dir import mark_done
+    from optidel.runtime.run_dir import mark_done
 
     validate_config(cfg)
     out = Path(out_dir)

@@ -30,9 +30,9 @@ from optidel.select.config import TILES_PER_MOSAIC, SelectConfig, n_target_image
 
 if TYPE_CHECKING:
     from optidel.data.pool import PoolImage
-    from optidel.select.cluster import KMeansResult
-    from optidel.select.image_embeddings import ImageEmbeddings
-    from optidel.select.patch_store import PatchStore
+    from optidel.select.patches.store import PatchStore
+    from optidel.select.rank.cluster import KMeansResult
+    from optidel.select.rank.image_embeddings import ImageEmbeddings
 
 Level = Literal["patch", "image"]
 
@@ -117,7 +117,7 @@ class SelectionContext:
 
     def hardness(self, score: str | None = None) -> np.ndarray:
         """(n_patches,) larger = harder, by ``score`` (default: the config's)."""
-        from optidel.select.scores import hardness
+        from optidel.select.rank.scores import hardness
 
         name = score or self.cfg.score
         return hardness(name, self.scores()[name])
@@ -168,8 +168,8 @@ class PatchStrategy(Strategy):
         """(order over all patch ids, best candidate first; a short description of the order)."""
 
     def select(self, ctx: SelectionContext) -> SelectionResult:
-        from optidel.select.mosaic import group_diverse, group_random
-        from optidel.select.selection import greedy_select
+        from optidel.select.outputs.mosaic import group_diverse, group_random
+        from optidel.select.rank.selection import greedy_select
 
         cfg = ctx.cfg
         store = ctx.patches()

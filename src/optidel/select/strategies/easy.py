@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from optidel.select.scores import rank_order
+from optidel.select.rank.scores import rank_order
 from optidel.select.strategies.base import PatchStrategy, SelectionContext, register_strategy
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from optidel.select.cluster import KMeansResult, run_kmeans
 from optidel.select.config import default_k
+from optidel.select.rank.cluster import KMeansResult, run_kmeans
 from optidel.select.strategies.base import SelectionContext
 
 

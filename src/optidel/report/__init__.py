@@ -1,1 +1,0 @@
-"""Self-contained HTML reports: figures and images embedded as base64, readable offline in any browser."""

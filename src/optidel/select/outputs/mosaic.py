@@ -1,0 +1,132 @@
+"""2x2 mosaics: the paper's synthesis step ("every M = 4 hard patches are combined into one new image").
+
+Grouping (which 4 chosen patches share an image; the paper does not say):
+
+- ``random``: a seeded shuffle, then consecutive fours;
+- ``diverse``: the four come from four different k-means clusters wherever the counts allow (greedy: each group
+  takes one patch from each of the four clusters with the most patches left, ties broken by a seeded shuffle).
+  This maximises the number of groups whose four tiles are all from different clusters.
+
+Tiles: 0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; each ``size / 2`` pixels. A crop fills its
+tile by ``pad`` (resize so the longer side fits, keep the aspect ratio, centre on black) or ``stretch``.
+A group may have empty tiles (``-1``) only when fewer than 4 x images patches could be chosen; they stay black.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from optidel.data.image import resize_rgb
+
+EMPTY = -1
+
+
+def group_random(n_items: int, rng: np.random.Generator, per_group: int = 4) -> np.ndarray:
+    """Random groups of positions ``0..n_items-1``.
+
+    Returns:
+        (ceil(n_items / per_group), per_group) int64; the last row is padded with -1.
+    """
+    perm = rng.permutation(n_items)
+    return _pack(perm, per_group)
+
+
+def _pack(seq: np.ndarray, per_group: int) -> np.ndarray:
+    g = -(-len(seq) // per_group)
+    out = np.full(g * per_group, EMPTY, np.int64)
+    out[: len(seq)] = seq
+    return out.reshape(g, per_group)
+
+
+def group_diverse(clusters: np.ndarray, rng: np.random.Generator, per_group: int = 4) -> np.ndarray:
+    """Groups of positions whose members come from different clusters where possible.
+
+    Args:
+        clusters: (n,) int cluster of each chosen item.
+    Returns:
+        (ceil(n / per_group), per_group) int64 positions into ``clusters`` (-1 pads the last group).
+    """
+    clusters = np.asarray(clusters)
+    n = clusters.size
+    labels = np.unique(clusters)
+    rng.shuffle(labels)  # random tie-break between equally large clusters
+    members: dict[int, list[int]] = {}
+    for lab in labels.tolist():
+        idx = np.flatnonzero(clusters == lab)
+        members[lab] = rng.permutation(idx).tolist()
+    # max-heap on (remaining count, tie-break rank)
+    heap = [(-len(members[lab]), t, lab) for t, lab in enumerate(labels.tolist())]
+    heapq.heapify(heap)
+    groups: list[list[int]] = []
+    while heap:
+        taken = [heapq.heappop(heap) for _ in range(min(per_group, len(heap)))]
+        group = [members[lab].pop() for _, _, lab in taken]
+        for negc, t, lab in taken:
+            if negc + 1 < 0:
+                heapq.heappush(heap, (negc + 1, t, lab))
+        # too few distinct clusters left: fill the group from the largest remaining ones
+        while len(group) < per_group and heap:
+            negc, t, lab = heapq.heappop(heap)
+            group.append(members[lab].pop())
+            if negc + 1 < 0:
+                heapq.heappush(heap, (negc + 1, t, lab))
+        groups.append(group)
+    flat = np.asarray([p for g in groups for p in g], np.int64)
+    assert flat.size == n
+    out = np.full((len(groups), per_group), EMPTY, np.int64)
+    for i, g in enumerate(groups):
+        out[i, : len(g)] = g
+    return out
+
+
+def crop(img: np.ndarray, box: Sequence[int]) -> np.ndarray:
+    """img: (H, W, 3); box ``x0, y0, x1, y1`` (exclusive) -> (y1 - y0, x1 - x0, 3), at least 1 x 1."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0 = min(max(0, x0), w - 1), min(max(0, y0), h - 1)
+    x1, y1 = max(x0 + 1, min(w, x1)), max(y0 + 1, min(h, y1))
+    return img[y0:y1, x0:x1]
+
+
+def fit_tile(patch: np.ndarray, tile: int, fit: str = "pad") -> np.ndarray:
+    """A crop (h, w, 3) uint8 -> (tile, tile, 3) uint8, by ``pad`` (aspect kept, centred on black) or ``stretch``."""
+    if fit == "stretch":
+        return resize_rgb(patch, tile)
+    if fit != "pad":
+        raise ValueError(f"unknown tile fit {fit!r} (pad or stretch)")
+    h, w = patch.shape[:2]
+    s = tile / max(h, w)
+    nh, nw = max(1, min(tile, round(h * s))), max(1, min(tile, round(w * s)))
+    small = resize_rgb(patch, (nh, nw))
+    out = np.zeros((tile, tile, 3), np.uint8)
+    y, x = (tile - nh) // 2, (tile - nw) // 2
+    out[y : y + nh, x : x + nw] = small
+    return out
+
+
+def compose(tiles: Sequence[np.ndarray | None], size: int) -> np.ndarray:
+    """Four tiles (each (size/2, size/2, 3) uint8, or None = black) -> one (size, size, 3) uint8 2x2 mosaic."""
+    if len(tiles) != 4:
+        raise ValueError(f"a 2x2 mosaic needs 4 tiles, got {len(tiles)}")
+    t = size // 2
+    out = np.zeros((size, size, 3), np.uint8)
+    for i, tile in enumerate(tiles):
+        if tile is None:
+            continue
+        if tile.shape != (t, t, 3):
+            raise ValueError(f"tile {i} has shape {tile.shape}, expected ({t}, {t}, 3)")
+        r, c = divmod(i, 2)
+        out[r * t : (r + 1) * t, c * t : (c + 1) * t] = tile
+    return out
+
+
+def save_png(img: np.ndarray, path: str) -> None:
+    """Write (H, W, 3) uint8 as PNG atomically (deterministic bytes: no timestamps)."""
+    from optidel.runtime.atomic import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(img).save(f, format="PNG", optimize=False, compress_level=6)
