@@ -20,6 +20,7 @@ import numpy as np
 
 from optidel.downstream.config import FinetuneConfig
 from optidel.downstream.finetune import finetune
+from optidel.downstream.result import FinetuneResult
 from optidel.ssl.config import PretrainConfig
 from optidel.ssl.train import pretrain
 
@@ -82,12 +83,9 @@ def main() -> None:
                     mode=args.mode,
                     seed=seed,
                 )
-                if (fdir / "DONE").is_file():
-                    m = json.loads((fdir / "metrics.json").read_text())
-                else:
-                    m = finetune(cfg)
-                results.setdefault(ds, {}).setdefault(arm, []).append(m["test"]["miou"])
-                prior = m["floors"]["mean-mask prior"]["miou"]
+                m = FinetuneResult.read(fdir) if (fdir / "DONE").is_file() else finetune(cfg)
+                results.setdefault(ds, {}).setdefault(arm, []).append(m.test["miou"])
+                prior = m.floors["mean-mask prior"]["miou"]
                 results[ds].setdefault("mean-mask prior", [prior])
     summary = {
         "name": args.name,

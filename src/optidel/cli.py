@@ -1,10 +1,17 @@
-"""The ``optidel`` command line: a thin typer layer over the Python API."""
+"""The ``optidel`` command line: a thin typer layer over the Python API.
+
+Every command is registered here with :func:`register`, which applies
+:func:`optidel.runtime.errors.one_line_errors`: an :class:`~optidel.runtime.errors.OptidelError` (a config error
+included) or an ``OSError`` prints ``error: <one line>`` and exits with its code, never a traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any
 
 # Under load (other jobs on the same cores) busy-waiting OpenMP threads slow torch several-fold; passive waiting
 # costs little on an idle machine. Set before torch is imported; a user's own setting wins.
@@ -16,11 +23,12 @@ from rich.logging import RichHandler
 from optidel import __version__
 from optidel.bench.command import benchmark as benchmark_command
 from optidel.data import commands as data_commands
-from optidel.data import commands_fetch
+from optidel.data import commands_fetch, commands_leakage
 from optidel.demo.command import demo as demo_command
 from optidel.downstream.command import evaluate as evaluate_command
 from optidel.downstream.command import finetune as finetune_command
 from optidel.log import logger
+from optidel.runtime.errors import one_line_errors
 from optidel.select.command import select as select_command
 from optidel.ssl.command import pretrain as pretrain_command
 from optidel.theory import command as theory_commands
@@ -55,6 +63,7 @@ def root(
     """optidel: build compact, hard and diverse pre-training sets and prove they work."""
     from optidel.runtime import progress
 
+    warnings.formatwarning = _one_line_warning
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
         handler = RichHandler(console=progress.console, show_path=False, markup=False)
@@ -65,18 +74,36 @@ def root(
         progress.set_enabled(False)
 
 
-data_app.command("info")(data_commands.info)
-data_app.command("verify")(data_commands.verify)
-app.command("select")(select_command)
-app.command("pretrain")(pretrain_command)
-data_app.command("list")(commands_fetch.list_datasets)
-data_app.command("fetch")(commands_fetch.fetch)
-app.command("finetune")(finetune_command)
-app.command("evaluate")(evaluate_command)
-app.command("theory")(theory_commands.theory)
-app.command("vinfo")(theory_commands.vinfo)
-app.command("benchmark")(benchmark_command)
-app.command("demo")(demo_command)
+_format_warning = warnings.formatwarning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    """A renamed config key or layout as ``warning: <message>`` (no source line); other warnings as Python's."""
+    from optidel.config import ConfigDeprecationWarning
+
+    if issubclass(category, ConfigDeprecationWarning):
+        return f"warning: {message}\n"
+    return _format_warning(message, category, *args, **kwargs)
+
+
+def register(group: typer.Typer, name: str, command: Callable[..., Any]) -> None:
+    """Add ``command`` to ``group`` as ``name``, with one-line errors (see the module docstring)."""
+    group.command(name)(one_line_errors(command))
+
+
+register(data_app, "info", data_commands.info)
+register(data_app, "verify", data_commands.verify)
+register(data_app, "list", commands_fetch.list_datasets)
+register(data_app, "fetch", commands_fetch.fetch)
+register(data_app, "leakage", commands_leakage.leakage)
+register(app, "select", select_command)
+register(app, "pretrain", pretrain_command)
+register(app, "finetune", finetune_command)
+register(app, "evaluate", evaluate_command)
+register(app, "theory", theory_commands.theory)
+register(app, "vinfo", theory_commands.vinfo)
+register(app, "benchmark", benchmark_command)
+register(app, "demo", demo_command)
 
 
 def main() -> None:

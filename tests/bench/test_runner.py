@@ -1,61 +1,146 @@
-"""The benchmark runner on a tiny grid: every cell runs, a rerun resumes, tables list every method."""
+"""The benchmark runner on a tiny grid: every cell runs, a rerun resumes (from the small files alone), one writer per
+folder, tables list every method; the plan counts and estimates grids with several SSL methods, ratios and fractions;
+the shipped presets load."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from optidel.bench.config import BenchmarkConfig
+from optidel.bench.estimate import RATES, pretrain_seconds
+from optidel.bench.grid import FULL, Arm
 from optidel.bench.runner import BenchmarkRunner
-from optidel.bench.shipped import config_path, shipped_configs
+from optidel.bench.shipped import config_path, preset_path, shipped_configs
 from optidel.config import resolve_config
+from optidel.runtime.lock import RunFolderLocked, run_lock
 
 
-def _tiny(tiny_seg: Path) -> BenchmarkConfig:
-    return BenchmarkConfig(
+def _tiny(tiny_seg: Path, **changes) -> BenchmarkConfig:
+    values = dict(
         name="tiny",
         data_root=str(tiny_seg.parent),
         datasets=(tiny_seg.name,),
         methods=("full", "random", "prototypes"),
         ratios=(0.25,),
         seeds=(0,),
-        select=("patches=grid", "embedder=timm:resnet18", "report=false"),
-        pretrain=("img_size=32", "patch_size=8", "batch_size=4", "steps=2", "checkpoint_every=1"),
-        finetune=("img_size=32", "epochs=1", "min_steps=1", "batch_size=4", "threads=1"),
+        select={
+            "proposal": {
+                "patches": "grid",
+                "embedder": "timm:resnet18",
+                "proposer_options": {"scales": [0.5]},
+            },
+            "report": {"enabled": False},
+        },
+        pretrain={"img_size": 32, "patch_size": 8, "batch_size": 4, "steps": 2, "checkpoint_every": 1},
+        finetune={
+            "img_size": 32,
+            "epochs": 1,
+            "min_steps": 1,
+            "batch_size": 4,
+            "threads": 1,
+            "mode": "probe",
+        },
         n_boot=50,
     )
+    return BenchmarkConfig(**{**values, **changes})
 
 
-def test_tiny_benchmark_runs_resumes_and_tabulates(tmp_path: Path, tiny_seg: Path) -> None:
+def test_tiny_benchmark_runs_resumes_and_tabulates(
+    tmp_path: Path, tiny_seg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _tiny(tiny_seg)
-    runner = BenchmarkRunner(cfg, tmp_path / "bench")
+    out = tmp_path / "bench"
+    runner = BenchmarkRunner(cfg, out)
     plan = runner.plan()
-    assert plan["pretrainings"] == 3 and plan["selections"] == 2 and plan["finetunings"] == 4  # + random init
+    assert (plan["pretrainings"], plan["selections"], plan["finetunings"]) == (3, 2, 4)  # + random init
     runner.run(stop_after=1)  # a partial run ("killed" after one fine-tuning)
-    assert BenchmarkRunner(cfg, tmp_path / "bench").plan()["finetunings done"] == 1
-    results = BenchmarkRunner(cfg, tmp_path / "bench").run()
+    assert BenchmarkRunner(cfg, out).plan()["finetunings done"] == 1
+    with run_lock(out, command="another optidel benchmark"), pytest.raises(RunFolderLocked, match="another"):
+        BenchmarkRunner(cfg, out).run()  # one writer per benchmark folder
+    results = BenchmarkRunner(cfg, out).run()
     text = results.read_text()
     for method in ("full", "random", "prototypes", "random-init", "mean-mask prior"):
         assert f"\n{method}," in text
-    md = (tmp_path / "bench" / "results.md").read_text()
+    md = (out / "results.md").read_text()
     assert "| prototypes | 0.25 |" in md and "NormDEL" in md
     full_row = next(line for line in md.splitlines() if line.startswith("| full |"))
     vs_init, vs_random, vs_full = (c.strip() for c in full_row.strip("|").split("|")[5:8])
-    assert vs_init.startswith(("+", "-0")) and "[" in vs_init  # paired with the random-init run of its seed
-    assert vs_random.startswith(("+", "-0")) and vs_full == "-"
-    assert (tmp_path / "bench" / "plots" / "miou_per_method.png").is_file()
-    # the pool is the train split only
+    assert vs_init.startswith(("+", "-")) and "[" in vs_init  # paired with the random-init run of its seed
+    assert vs_random == "-" and vs_full == "-"  # no random selection at ratio 1; full is itself
+    assert "not decided" in md  # one seed: no spread, so the dataset cannot be called informative
+    assert (out / "plots" / "miou_per_method.png").is_file()
+    assert (out / "plots" / "miou_vs_ratio_mae_lf1.png").is_file()
     arms = runner.all_arms()
     sel = runner.select_config(next(a for a in arms if a.method == "random"))
-    assert all(p.endswith(":train") for p in sel.pool)
+    assert all(p.endswith(":train") for p in sel.pool)  # the pool is the train split only
     assert [a.method for a in arms] == ["random-init", "full", "random", "prototypes"]  # reference rows first
 
+    # a later session with only the small files of the fine-tunings: nothing is selected or pre-trained again
+    for folder in ("select", "pretrain", "patch-cache"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    before = (out / "results.md").read_text()
 
-def test_shipped_configs_resolve() -> None:
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished cell needed its encoder")
+
+    monkeypatch.setattr("optidel.ssl.train.pretrain", must_not_run)
+    monkeypatch.setattr("optidel.select.pipeline.run_selection", must_not_run)
+    resumed = BenchmarkRunner(cfg, out)
+    assert resumed.plan()["finetunings done"] == 4 and resumed.plan()["pretrainings done"] == 3
+    resumed.run()
+    assert (out / "results.md").read_text() == before
+
+
+def test_plan_counts_and_estimates_a_grid_of_ssl_methods_ratios_and_fractions(
+    tmp_path: Path, tiny_seg: Path
+) -> None:
+    cfg = _tiny(
+        tiny_seg,
+        methods=("full", "random", "optidel"),
+        ratios=(0.05, 0.2),
+        ssl=("mae", "simclr"),
+        seeds=(0, 1),
+        label_fractions=(0.1, 1.0),
+        select={"proposal": {"patches": "sam"}},
+        pretrain={"img_size": 64, "patch_size": 8, "batch_size": 64, "steps": 500},
+    )
+    runner = BenchmarkRunner(cfg, tmp_path / "b")
+    plan = runner.plan()
+    # per seed and SSL method: full + 2 ratios x (random, optidel) = 5 pre-trainings; a selection serves both SSL
+    # methods: 4 per seed; random init: one folder per architecture (ViT-Tiny for MAE, ResNet-18 for SimCLR)
+    assert plan["pretrainings"] == 2 * 2 * 5 and plan["selections"] == 2 * 4 and plan["patch stage"] == 1
+    assert plan["finetunings"] == (20 + 2 * 2) * 2  # x 2 label fractions (1 dataset)
+    assert "h left of" in plan["estimated time, 2 CPU cores"] and "simclr" in plan["grid"]
+    mae = runner.pretrain_config(Arm(FULL, 1.0, "mae", 0))
+    simclr = runner.pretrain_config(Arm(FULL, 1.0, "simclr", 0))
+    assert simclr.arch == "resnet18" and mae.arch == "vit_tiny"
+    ratio = RATES["mae_vit_tiny8_64px_img_per_s"] / RATES["simclr_resnet18_64px_img_per_s"]
+    assert pretrain_seconds(simclr) / pretrain_seconds(mae) == pytest.approx(ratio)
+    # a finished fine-tuning (its DONE and metrics alone) counts as done and shortens the time left
+    est = {e.stage: e for e in runner.stage_estimates()}
+    cell = runner.finetune_cells()[0]
+    d = runner.layout.finetune_dir(cell)
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"test": {"miou": 0.5}}))
+    (d / "DONE").write_text("{}")
+    after = {e.stage: e for e in runner.stage_estimates()}
+    assert (
+        after["finetunings"].done == 1 and after["finetunings"].seconds_left < est["finetunings"].seconds_left
+    )
+
+
+def test_presets_resolve() -> None:
     assert {"cpu-default", "gpu-paper"} <= set(shipped_configs())
+    assert not any(
+        name.startswith("demo") for name in shipped_configs()
+    )  # the demo's grids need the demo's data
     for name in ("cpu-default", "gpu-paper"):
-        cfg = resolve_config(BenchmarkConfig, config_path(name))
-        cfg.validate()
+        resolve_config(BenchmarkConfig, config_path(name)).validate()
+    for name in ("demo", "demo-quick"):
+        resolve_config(BenchmarkConfig, preset_path(name)).validate()
     with pytest.raises(FileNotFoundError, match="neither a file nor one of"):
         config_path("nope")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from optidel.downstream.augment import augment_batch
-from optidel.downstream.config import AugmentConfig
+from optidel.downstream.config import FinetuneAugmentConfig
 
 
 def _batch():
@@ -18,7 +18,7 @@ def _batch():
 
 def test_geometry_is_shared_between_image_and_label():
     images, labels, valid = _batch()
-    cfg = AugmentConfig(brightness=0, contrast=0, rotate_deg=20, scale=0.1, translate=0.1)
+    cfg = FinetuneAugmentConfig(brightness=0, contrast=0, rotate_deg=20, scale=0.1, translate=0.1)
     xi, yi, vi = augment_batch(images, labels, valid, cfg, torch.Generator().manual_seed(1))
     inside = vi > 0.5
     agree = ((xi[:, 0] > 0.5) == (yi > 0.5))[inside].float().mean()
@@ -29,10 +29,10 @@ def test_geometry_is_shared_between_image_and_label():
 
 def test_seeded_and_switchable():
     images, labels, valid = _batch()
-    cfg = AugmentConfig()
+    cfg = FinetuneAugmentConfig()
     a = augment_batch(images, labels, valid, cfg, torch.Generator().manual_seed(3))
     b = augment_batch(images, labels, valid, cfg, torch.Generator().manual_seed(3))
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-    off = augment_batch(images, labels, valid, AugmentConfig(enabled=False), torch.Generator())
+    off = augment_batch(images, labels, valid, FinetuneAugmentConfig(enabled=False), torch.Generator())
     assert off[0] is images and off[1] is labels
     assert float(a[0].min()) >= 0 and float(a[0].max()) <= 1

@@ -56,7 +56,7 @@ def test_finetune_command(tiny_seg: Path, tmp_path: Path):
     )
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
-    # named options beat --set, which beats the file, which beats the defaults
+    # --set beats the named options, which beat the file, which beats the defaults
     assert (
         m["config"]["seed"] == 7
         and m["config"]["batch_size"] == 8

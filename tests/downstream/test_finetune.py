@@ -13,7 +13,8 @@ from PIL import Image
 
 from optidel.config import load_config
 from optidel.downstream import FinetuneConfig, finetune
-from optidel.downstream.finetune import holdout_indices, label_subset, load_split, warmup_cosine
+from optidel.downstream.result import FinetuneResult
+from optidel.downstream.splits import holdout_indices, label_subset, load_split
 
 FAST = {"img_size": 32, "patch_size": 8, "epochs": 2, "min_steps": 0, "batch_size": 8, "head_dim": 32}
 
@@ -23,7 +24,7 @@ def tiny_cfg(dataset: Path, out: Path, **kw) -> FinetuneConfig:
 
 
 @pytest.fixture(scope="module")
-def run_a(tiny_seg: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def run_a(tiny_seg: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FinetuneResult]:
     out = tmp_path_factory.mktemp("ft") / "a"
     return out, finetune(tiny_cfg(tiny_seg, out))
 
@@ -41,31 +42,33 @@ def test_outputs_written(run_a):
     ):
         assert (out / name).is_file(), name
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk["test"] == pytest.approx(metrics["test"])
+    assert on_disk["test"] == pytest.approx(metrics.test)
+    assert FinetuneResult.read(out) == metrics  # the typed result is the metrics.json on disk
+    assert metrics.run_dir == out and metrics.miou == metrics.test["miou"]
     for k in ("miou", "iou_fg", "dice_fg"):
-        assert 0 <= metrics["test"][k] <= 1
-    assert set(metrics["floors"]) == {"all-background", "all-foreground", "mean-mask prior"}
-    assert metrics["encoder"]["path"] == "none" and metrics["encoder"]["random_init"]
-    assert metrics["dataset"] == {**metrics["dataset"], "n_train": 16, "n_val": 2, "n_test": 6}
-    assert 1 <= metrics["best_epoch"] <= 2 and metrics["epochs_run"] == 2
+        assert 0 <= metrics.test[k] <= 1
+    assert set(metrics.floors) == {"all-background", "all-foreground", "mean-mask prior"}
+    assert metrics.encoder["path"] == "none" and metrics.encoder["random_init"]
+    assert metrics.dataset == {**metrics.dataset, "n_train": 16, "n_val": 2, "n_test": 6}
+    assert 1 <= metrics.best_epoch <= 2 and metrics.epochs_run == 2
     rows = list(csv.DictReader((out / "per_image.csv").open()))
     assert len(rows) == 6 and set(rows[0]) >= {"id", "iou_fg", "dice_fg", "fg_fraction"}
-    assert np.mean([float(r["iou_fg"]) for r in rows]) == pytest.approx(metrics["test"]["iou_fg"], abs=1e-5)
+    assert np.mean([float(r["iou_fg"]) for r in rows]) == pytest.approx(metrics.test["iou_fg"], abs=1e-5)
     hist = list(csv.DictReader((out / "history.csv").open()))
     assert [int(h["epoch"]) for h in hist] == [1, 2] and set(hist[0]) >= {"train_loss", "val_miou"}
-    assert max(float(h["val_miou"]) for h in hist) == pytest.approx(metrics["best_val_miou"], abs=1e-5)
+    assert max(float(h["val_miou"]) for h in hist) == pytest.approx(metrics.best_val_miou, abs=1e-5)
     assert (out / "overlays.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert load_config(FinetuneConfig, out / "config.yaml") == tiny_cfg(
-        Path(metrics["config"]["dataset"]), out
+        Path(metrics.metrics["config"]["dataset"]), out
     )
 
 
 def test_same_seed_same_metrics(run_a, tiny_seg: Path, tmp_path: Path):
     _, a = run_a
     b = finetune(tiny_cfg(tiny_seg, tmp_path / "b"))
-    assert b["test"] == a["test"]
-    assert b["history"] == a["history"]
-    assert b["floors"] == a["floors"]
+    assert b.test == a.test
+    assert b.history == a.history
+    assert b.floors == a.floors
 
 
 def test_probe_with_encoder_file_and_label_fraction(tiny_seg: Path, tmp_path: Path):
@@ -91,14 +94,10 @@ def test_probe_with_encoder_file_and_label_fraction(tiny_seg: Path, tmp_path: Pa
             label_fraction=0.5,
         )
     )
-    assert m["mode"] == "probe"
-    assert m["encoder"]["random_init"] is False and m["encoder"]["patch_size"] == 8
-    assert m["encoder"]["metadata"]["note"] == "test"
-    assert (
-        m["dataset"]["n_train"] == 8
-        and m["dataset"]["n_train_available"] == 16
-        and m["dataset"]["n_val"] == 2
-    )
+    assert m.mode == "probe"
+    assert m.encoder["random_init"] is False and m.encoder["patch_size"] == 8
+    assert m.encoder["metadata"]["note"] == "test"
+    assert m.dataset["n_train"] == 8 and m.dataset["n_train_available"] == 16 and m.dataset["n_val"] == 2
 
 
 def test_holdout_and_label_subset_are_seeded_and_disjoint():
@@ -111,14 +110,6 @@ def test_holdout_and_label_subset_are_seeded_and_disjoint():
     assert np.array_equal(label_subset(90, 1.0, seed=3), np.arange(90))
     with pytest.raises(ValueError, match="at least 2"):
         holdout_indices(1, 0.1, 0)
-
-
-def test_warmup_cosine_schedule():
-    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
-    assert warmup_cosine(9, 100, 10) == pytest.approx(1.0)
-    assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
-    assert warmup_cosine(55, 100, 10) == pytest.approx(0.5)
-    assert warmup_cosine(100, 100, 10) == pytest.approx(0.0)
 
 
 def test_fov_masks_are_loaded_as_valid_pixels(tiny_seg: Path, tmp_path: Path):
@@ -162,16 +153,16 @@ def test_real_kvasir_handful(kvasir: Path, tmp_path: Path):
         (root / "masks" / p.mask.name).symlink_to(p.mask)
     (root / "splits.csv").write_text("id,split\n" + "".join(f"{p.id},{p.split}\n" for p in pairs))
     m = finetune(tiny_cfg(root, tmp_path / "run", img_size=64, epochs=1))
-    assert m["dataset"]["n_test"] == 4 and m["dataset"]["n_train"] + m["dataset"]["n_val"] == 10
-    assert 0 < m["floors"]["all-background"]["miou"] < 0.5  # polyps are present in every test image
-    assert m["floors"]["all-background"]["iou_fg"] == 0.0
-    assert 0 <= m["test"]["miou"] <= 1
+    assert m.dataset["n_test"] == 4 and m.dataset["n_train"] + m.dataset["n_val"] == 10
+    assert 0 < m.floors["all-background"]["miou"] < 0.5  # polyps are present in every test image
+    assert m.floors["all-background"]["iou_fg"] == 0.0
+    assert 0 <= m.test["miou"] <= 1
 
 
 def test_resnet_backbone_runs(tiny_seg: Path, tmp_path: Path):
     m = finetune(tiny_cfg(tiny_seg, tmp_path / "r", arch="resnet18", epochs=1))
-    assert m["encoder"]["arch"] == "resnet18" and m["encoder"]["patch_size"] is None
-    assert 0 <= m["test"]["miou"] <= 1
+    assert m.encoder["arch"] == "resnet18" and m.encoder["patch_size"] is None
+    assert 0 <= m.test["miou"] <= 1
 
 
 @pytest.mark.parametrize("arch,patch", [("vit_tiny", 8), ("resnet18", None)])
@@ -179,7 +170,7 @@ def test_probe_validation_from_cached_features_equals_full_prediction(arch, patc
     """Probe mode decodes the frozen encoder's cached validation features: same masks as running the whole model."""
     import torch
 
-    from optidel.downstream.finetune import predict, validation_predictor
+    from optidel.downstream.predict import predict, validation_predictor
     from optidel.downstream.seg_head import build_segmentation_model
     from optidel.models.backbone import create_backbone
 
@@ -198,3 +189,17 @@ def test_probe_validation_from_cached_features_equals_full_prediction(arch, patc
     rerun = validation_predictor(model, images, mean, std, batch_size=3, max_bytes=0)
     np.testing.assert_array_equal(rerun(), want)
     assert rerun.__name__ == "full" and cached.__name__ == "from_cache"
+
+
+def test_importing_the_package_does_not_import_torch():
+    """The package docstring promises numpy-only imports (torch and timm load when a function runs)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optidel.downstream, optidel.downstream.train, optidel.downstream.predict; "
+        "print('torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "False"

@@ -114,3 +114,87 @@ def test_vinfo_report_is_json_ready(mixture: dict[str, np.ndarray], tmp_path) ->
     assert "verdict" in rep and rep["estimator"]["n_set"] == 200 and rep["estimator"]["n_pool"] == 3000
     assert rep["set"]["log_k_nats"] == pytest.approx(math.log(K))
     assert "NaN" not in text
+
+
+# ---------------------------------------------------------------------------------------------------- non-circular Y
+def test_lesion_labels_bin_the_box_share() -> None:
+    from optidel.metrics.vinfo_labels import lesion_labels
+
+    f = np.array([0.0, 0.005, 0.01, 0.3, 0.5, 0.51, 1.0])
+    assert lesion_labels(f).tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert lesion_labels(f, bins=(0.01,)).tolist() == [0, 0, 1, 1, 1, 1, 1]  # present / absent
+
+
+def test_lowlevel_features_separate_colour_and_texture() -> None:
+    from optidel.metrics.vinfo_labels import LOWLEVEL_DIM, lowlevel_features
+
+    rng = np.random.default_rng(0)
+    red = np.zeros((40, 30, 3), np.uint8)
+    red[..., 0] = 200
+    blue = red[..., ::-1].copy()
+    noisy = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    f = lowlevel_features([red, blue, noisy])
+    assert f.shape == (3, LOWLEVEL_DIM) and np.isfinite(f).all()
+    assert f[0, 0] > 0.7 and f[1, 2] > 0.7 and f[0, 2] < 0.1  # RGB means
+    assert f[2, 9] > 10 * max(f[0, 9], 1e-3)  # gradient energy: noise >> flat
+    assert np.allclose(f[:, 11:].sum(1), 1)  # LBP histograms are distributions
+
+
+def test_report_with_a_label_source_states_y_and_measures_it() -> None:
+    """Y from another source: I_V is high when the embeddings predict it, ~0 when Y is unrelated to them."""
+    from optidel.metrics.vinfo import LabelSource, vinfo_report
+
+    rng = np.random.default_rng(0)
+    pool = rng.standard_normal((800, 6)).astype(np.float32)
+    y_lin = (pool[:, 0] > 0).astype(np.int64)  # a label the embeddings carry
+    y_rand = rng.integers(0, 2, 800)  # a label they do not
+    sel = np.arange(200)
+    hi = vinfo_report(pool[sel], pool, n_random=3, labels=LabelSource("lesion", "test", y_lin[sel], y_lin, 2))
+    lo = vinfo_report(
+        pool[sel], pool, n_random=3, labels=LabelSource("lesion", "test", y_rand[sel], y_rand, 2)
+    )
+    assert hi["estimator"]["label_source"] == "lesion" and hi["estimator"]["circular"] is False
+    assert "logistic regression" in hi["estimator"]["family"]
+    assert hi["set"]["vinfo_nats"] > 0.3 and abs(lo["set"]["vinfo_nats"]) < 0.1
+    default = vinfo_report(pool[sel], pool, n_random=2)
+    assert default["estimator"]["label_source"] == "embedding" and default["estimator"]["circular"] is True
+
+
+def test_lowlevel_label_source_is_fitted_on_the_pool() -> None:
+    from optidel.metrics.vinfo_labels import lowlevel_label_source
+
+    rng = np.random.default_rng(1)
+    pool = np.concatenate([rng.normal(m, 0.1, (100, 21)) for m in (0, 3, 6)]).astype(np.float32)
+    src = lowlevel_label_source(pool[::10], pool, k=3, seed=0)
+    assert src.k == 3 and not src.circular and "colour/texture" in src.description
+    assert np.array_equal(src.set_labels, src.pool_labels[::10])
+    assert len(set(src.pool_labels[:100])) == 1 and len(set(src.pool_labels.tolist())) == 3
+
+
+def test_rank_correlation_with_bootstrap_interval() -> None:
+    from optidel.metrics.vinfo import vinfo_miou_rank_correlation
+
+    iv = np.array([1.0, 1.2, 0.8, 1.5, 0.9, 1.1])
+    up = vinfo_miou_rank_correlation(iv, 0.5 + 0.1 * iv)
+    assert up.rho == pytest.approx(1.0) and up.ci == (pytest.approx(1.0), pytest.approx(1.0))
+    assert vinfo_miou_rank_correlation(iv, -iv).rho == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    noise = vinfo_miou_rank_correlation(rng.normal(size=30), rng.normal(size=30), seed=0)
+    assert noise.ci[0] < 0 < noise.ci[1] and noise.n == 30 and noise.n_boot > 1900
+    assert "rho = " in str(noise) and "n = 30 arms" in str(noise)
+    x, y = rng.normal(size=8), rng.normal(size=8)
+    assert vinfo_miou_rank_correlation(x, y, seed=3) == vinfo_miou_rank_correlation(x, y, seed=3)  # seeded
+    with pytest.raises(ValueError, match="at least 3 arms"):
+        vinfo_miou_rank_correlation([1.0, 2.0], [0.1, 0.2])
+    with pytest.raises(ValueError, match="same length"):
+        vinfo_miou_rank_correlation([1.0, 2.0, 3.0], [0.1, 0.2])
+
+
+def test_rank_correlation_matches_scipy_with_ties() -> None:
+    from scipy.stats import spearmanr
+
+    from optidel.metrics.vinfo import vinfo_miou_rank_correlation
+
+    x = np.array([1.0, 2.0, 2.0, 3.0, 5.0, 4.0, 4.0])
+    y = np.array([0.3, 0.1, 0.2, 0.5, 0.4, 0.4, 0.9])
+    assert vinfo_miou_rank_correlation(x, y).rho == pytest.approx(spearmanr(x, y).statistic)

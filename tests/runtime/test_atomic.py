@@ -26,3 +26,29 @@ def test_json_and_done_marker(tmp_path: Path) -> None:
     assert not is_done(tmp_path)
     mark_done(tmp_path, {"steps": 3})
     assert is_done(tmp_path)
+
+
+def test_disk_full_during_a_write_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    import errno
+
+    from optidel.runtime.errors import OptidelError, RunFileError
+
+    p = tmp_path / "ckpt.pt"
+    atomic_write_text(p, "old")
+    with pytest.raises(RunFileError) as err, atomic_open(p, "wb") as f:
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")  # what a full disk raises, without a file name
+    msg = str(err.value)
+    assert msg.startswith(f"no space left on device writing {p} (") and "free on" in msg and "\n" not in msg
+    assert isinstance(err.value, OptidelError) and isinstance(err.value, OSError)
+    assert err.value.errno == errno.ENOSPC
+    assert p.read_text() == "old" and [q.name for q in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_unwritable_folder_is_one_line(tmp_path: Path) -> None:
+    from optidel.runtime.errors import RunFileError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RunFileError, match=f"{blocker}"):
+        atomic_write_text(blocker / "sub" / "x.txt", "x")  # a parent that is a file

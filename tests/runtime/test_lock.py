@@ -36,9 +36,8 @@ def test_second_writer_in_another_process_is_refused_with_the_holder_named(tmp_p
 
 
 def test_second_writer_in_the_same_process_is_refused(tmp_path):
-    with run_lock(tmp_path), pytest.raises(RunFolderLocked, match="in use"):
-        with run_lock(tmp_path):
-            pass
+    with run_lock(tmp_path), pytest.raises(RunFolderLocked, match="in use"), run_lock(tmp_path):
+        pass
 
 
 def test_lock_of_a_killed_process_is_taken_over_with_a_warning(tmp_path, caplog):
@@ -54,9 +53,8 @@ def test_lock_of_a_killed_process_is_taken_over_with_a_warning(tmp_path, caplog)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "HELD"
-        with pytest.raises(RunFolderLocked, match=f"pid {proc.pid}"):
-            with run_lock(tmp_path):
-                pass
+        with pytest.raises(RunFolderLocked, match=f"pid {proc.pid}"), run_lock(tmp_path):
+            pass
     finally:
         proc.kill()
         proc.wait()
@@ -64,3 +62,12 @@ def test_lock_of_a_killed_process_is_taken_over_with_a_warning(tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="optidel"), run_lock(tmp_path):
         pass
     assert f"pid {proc.pid}" in caplog.text and "no longer running" in caplog.text
+
+
+def test_a_file_is_not_a_run_folder(tmp_path):
+    from optidel.runtime.lock import RunFolderError
+
+    f = tmp_path / "out"
+    f.write_text("")
+    with pytest.raises(RunFolderError, match="exists and is not a folder"), run_lock(f):
+        pass

@@ -53,3 +53,12 @@ def test_param_groups_skip_decay_on_biases_norms_and_tokens():
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert len(no_decay["params"]) == 4  # linear bias, norm weight + bias, pos_embed (frozen left out)
+
+
+def test_warmup_cosine_decays_to_zero_as_the_finetune_schedule():
+    """Fine-tuning uses this schedule with min_ratio 0 (it replaced a copy in downstream/finetune.py)."""
+    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 10) == pytest.approx(0.0)

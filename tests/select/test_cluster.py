@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optidel.metrics.embedding import l2_normalize
 from optidel.select.config import default_k
-from optidel.select.rank.cluster import assign, l2_normalize, run_kmeans, sample_rows
+from optidel.select.rank.cluster import assign, run_kmeans, sample_rows
 
 
 def mixture(n_per: int, centers: np.ndarray, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

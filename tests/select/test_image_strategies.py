@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from optidel.data.pool import PoolImage
 from optidel.select.config import SelectConfig
 from optidel.select.rank.image_embeddings import ImageEmbeddings
 from optidel.select.strategies import SelectionContext, get_strategy
+from optidel.select.strategies.base import force
 from optidel.select.strategies.image_clusters import search_threshold, within_cluster_dedup
 
 N = 120
@@ -33,7 +33,7 @@ def _embeddings(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def make_ctx(ratio: float = 0.25, **values: object) -> SelectionContext:
     emb, valid = _embeddings()
     pool = [PoolImage("src", f"im{i:03d}", Path(f"/nowhere/im{i:03d}.png")) for i in range(N)]
-    cfg = dataclasses.replace(SelectConfig(pool=("x",), out="o", ratio=ratio, image_k=4), **values)
+    cfg = force(SelectConfig(pool=("x",), out="o", ratio=ratio), "test", **{"cluster.image_k": 4, **values})
     ie = ImageEmbeddings(emb, valid, "mean")
     return SelectionContext(cfg, pool, {"image_embeddings": lambda: ie})
 
@@ -67,8 +67,8 @@ def test_prototypes_picks_the_farthest_and_moderate_the_middle() -> None:
 
 
 def test_meddel_keep_option_changes_which_copy_survives() -> None:
-    nearer = get_strategy("meddel").select(make_ctx(ratio=0.5, meddel_keep="nearer"))
-    farther = get_strategy("meddel").select(make_ctx(ratio=0.5, meddel_keep="farther"))
+    nearer = get_strategy("meddel").select(make_ctx(ratio=0.5, **{"scoring.meddel_keep": "nearer"}))
+    farther = get_strategy("meddel").select(make_ctx(ratio=0.5, **{"scoring.meddel_keep": "farther"}))
     assert not np.array_equal(np.sort(nearer.ids), np.sort(farther.ids))
 
 

@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from optidel.select.outputs.mosaic import compose, crop, fit_tile, group_diverse, group_random, save_png
+from optidel.data.image import resize_rgb
+from optidel.select.outputs.mosaic import (
+    compose,
+    context_box,
+    crop,
+    fit_tile,
+    group_diverse,
+    group_random,
+    render_tile,
+    save_png,
+)
 
 
 def test_group_random_partition_and_seed() -> None:
@@ -71,3 +81,42 @@ def test_save_png_is_deterministic(tmp_path: Path) -> None:
     save_png(img, str(tmp_path / "b.png"))
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
+
+
+def _textured(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A source image with no black pixel anywhere (values 30-255), so any black bar in a tile is padding."""
+    return np.random.default_rng(seed).integers(30, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_context_tile_is_the_resized_source_square_without_bars() -> None:
+    img = _textured(120, 160)
+    box = (70, 50, 110, 70)  # 40 x 20 patch in the middle: the square is 40 x 40 around its centre
+    assert context_box(box, 120, 160) == (70, 40, 110, 80)
+    tile = render_tile(img, box, 32, "context")
+    assert np.array_equal(tile, resize_rgb(img[40:80, 70:110], 32))  # filled from the source image
+    assert (tile.reshape(-1, 3).max(axis=1) > 0).all()  # no black pixel: no bars
+    # the old default letterboxes the same box: half of the tile black
+    padded = render_tile(img, box, 32, "pad")
+    assert (padded.reshape(-1, 3).max(axis=1) == 0).mean() == pytest.approx(0.5, abs=0.07)
+
+
+def test_context_square_is_shifted_inside_at_borders_and_holds_the_box() -> None:
+    # a 30 x 18 box touching the left and bottom edges
+    x0, y0, x1, y1 = context_box((0, 100, 30, 118), 120, 160)
+    assert (x1 - x0, y1 - y0) == (30, 30) and x0 == 0 and y1 == 120  # shifted, not padded
+    assert x0 <= 0 and y0 <= 100 and x1 >= 30 and y1 >= 118
+    img = _textured(120, 160, 1)
+    assert np.array_equal(
+        render_tile(img, (0, 100, 30, 118), 24, "context"), resize_rgb(img[90:120, 0:30], 24)
+    )
+
+
+def test_context_letterboxes_only_when_the_image_is_too_small() -> None:
+    img = _textured(40, 200, 2)  # a wide strip: a 120-px-wide box cannot grow to a 120 x 120 square
+    x0, y0, x1, y1 = context_box((40, 10, 160, 30), 40, 200)
+    assert (x1 - x0, y0, y1) == (120, 0, 40)  # the full height is taken, the rest is letterboxed
+    tile = render_tile(img, (40, 10, 160, 30), 60, "context")
+    black_rows = np.flatnonzero(tile.max(axis=(1, 2)) == 0)
+    assert black_rows.size > 0 and tile[30].min() > 0
+    # a whole image given as a crop (image-level resize) has no surroundings: context = pad
+    assert np.array_equal(fit_tile(img, 50, "context"), fit_tile(img, 50, "pad"))

@@ -14,13 +14,8 @@ from select_fakes import make_pool
 from optidel.data.image import ImageDecodeError
 from optidel.data.pool import PoolImage, list_pool
 from optidel.select.patches import workers as patch_workers
-from optidel.select.patches.store import (
-    PatchStageError,
-    PatchStore,
-    embedding_dim,
-    merge_shards,
-    process_shards,
-)
+from optidel.select.patches.compute import PatchStageError, embedding_dim
+from optidel.select.patches.store import PatchStore, merge_shards, process_shards
 from optidel.select.patches.workers import ModelSpec, PatchWorkers, resolve_procs, threads_per_proc
 
 SPEC = ModelSpec("grid", {"scales": (0.5,), "device": "cpu"}, "timm:resnet10t", "cpu", seed=0, threads=1)

@@ -39,7 +39,7 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def cfg_for(pools: list[str], out: Path, **kw: object):
-    base = {"pool": pools, "out": out, "ratio": 0.1, "shard_size": 8, "report": False}
+    base = {"pool": pools, "out": out, "ratio": 0.1, "runtime.shard_size": 8, "report.enabled": False}
     base.update(kw)
     return selection_config(**base)
 
@@ -47,7 +47,7 @@ def cfg_for(pools: list[str], out: Path, **kw: object):
 @pytest.fixture(scope="session")
 def reference(pools: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "out"
-    run_selection(cfg_for(pools, out, report=True), proposer=FakeGridProposer())
+    run_selection(cfg_for(pools, out, **{"report.enabled": True}), proposer=FakeGridProposer())
     return out
 
 
@@ -118,7 +118,7 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
 
 def test_report_has_vinfo_of_the_selection(pools: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run_selection(cfg_for(pools, out, ratio=0.5, report=True), proposer=FakeGridProposer())
+    run_selection(cfg_for(pools, out, ratio=0.5, **{"report.enabled": True}), proposer=FakeGridProposer())
     v = json.loads((out / "vinfo.json").read_text())
     n_sel = 4 * round(0.5 * (N_A + 1 + N_B))
     assert v["estimator"]["n_set"] == n_sel and v["estimator"]["n_pool"] == 9 * (N_A + N_B)
@@ -133,7 +133,9 @@ def test_report_has_vinfo_of_the_selection(pools: list[str], tmp_path: Path) -> 
 
     res = CliRunner().invoke(app, ["vinfo", str(out)])
     assert res.exit_code == 0, res.output
-    assert json.loads((out / "vinfo.json").read_text())["set"] == v["set"]
+    # ... for the report's circular alternative (Y = k-means of the same embeddings; the headline Y is another one)
+    emb = next(a for a in [v, *v["alternatives"]] if a["estimator"]["label_source"] == "embedding")
+    assert json.loads((out / "vinfo.json").read_text())["set"] == emb["set"]
 
 
 def test_rerun_is_cached_and_identical(reference: Path, pools: list[str], tmp_path: Path) -> None:
@@ -141,7 +143,7 @@ def test_rerun_is_cached_and_identical(reference: Path, pools: list[str], tmp_pa
     shutil.copytree(reference, out)
     before = (out / "manifest.parquet").read_bytes()
     calls: list[int] = []
-    run_selection(cfg_for(pools, out, report=True), proposer=FakeGridProposer(calls=calls))
+    run_selection(cfg_for(pools, out, **{"report.enabled": True}), proposer=FakeGridProposer(calls=calls))
     stages = json.loads((out / "metrics.json").read_text())["stages"]
     assert calls == []  # no image was processed again
     assert all(stages[s]["cached"] for s in ("patches", "kmeans", "images", "manifest", "report"))
@@ -155,7 +157,7 @@ def test_changed_config_recomputes_downstream_only(reference: Path, pools: list[
     st = json.loads((out / "metrics.json").read_text())["stages"]
     assert st["patches"]["cached"] and st["kmeans"]["cached"] and not st["images"]["cached"]
     assert len(list((out / "images").iterdir())) == 8
-    run_selection(cfg_for(pools, out, ratio=0.2, k=3), proposer=FakeGridProposer())
+    run_selection(cfg_for(pools, out, ratio=0.2, **{"cluster.k": 3}), proposer=FakeGridProposer())
     st = json.loads((out / "metrics.json").read_text())["stages"]
     assert st["patches"]["cached"] and not st["kmeans"]["cached"]
     assert set(pq.read_table(out / "manifest.parquet").column("cluster").to_pylist()) == {0, 1, 2}
@@ -167,16 +169,21 @@ def test_sources_are_cached_apart_and_reused_by_another_pool(
     cache = tmp_path / "shared-cache"
     calls: list[int] = []
     run_selection(
-        cfg_for(pools[1:], tmp_path / "beta", cache_dir=cache), proposer=FakeGridProposer(calls=calls)
+        cfg_for(pools[1:], tmp_path / "beta", **{"runtime.cache_dir": cache}),
+        proposer=FakeGridProposer(calls=calls),
     )
     assert len(calls) == N_B
     calls.clear()  # the two-source pool computes only alpha; beta's patches come from the cache
-    run_selection(cfg_for(pools, tmp_path / "both", cache_dir=cache), proposer=FakeGridProposer(calls=calls))
+    run_selection(
+        cfg_for(pools, tmp_path / "both", **{"runtime.cache_dir": cache}),
+        proposer=FakeGridProposer(calls=calls),
+    )
     assert len(calls) == N_A  # the broken image is never proposed
     assert manifest_dict(tmp_path / "both") == manifest_dict(reference)  # same result as computing it at once
     calls.clear()
     run_selection(
-        cfg_for(pools[:1], tmp_path / "alpha", cache_dir=cache), proposer=FakeGridProposer(calls=calls)
+        cfg_for(pools[:1], tmp_path / "alpha", **{"runtime.cache_dir": cache}),
+        proposer=FakeGridProposer(calls=calls),
     )
     assert calls == []
     alpha = pq.read_table(tmp_path / "alpha" / "manifest.parquet").to_pydict()
@@ -190,7 +197,7 @@ def test_sources_are_cached_apart_and_reused_by_another_pool(
 
 def test_pool_fingerprint_follows_content_not_mtime(tmp_path: Path) -> None:
     """A pool unpacked again (new mtimes, same bytes) keeps its SAM cache key; changed bytes change it."""
-    from optidel.select.pipeline import pool_fingerprint
+    from optidel.select.stage_cache import pool_fingerprint
 
     root = make_pool(tmp_path / "p", 4)
     before = pool_fingerprint(list_pool([str(root)]))
@@ -230,23 +237,23 @@ def test_batched_proposer_gives_the_same_manifest(reference: Path, pools: list[s
 
     out = tmp_path / "out"
     calls: list[int] = []
-    run_selection(cfg_for(pools, out, proposer_batch=3), proposer=Batched(calls=calls))
+    run_selection(cfg_for(pools, out, **{"proposal.proposer_batch": 3}), proposer=Batched(calls=calls))
     assert max(sizes) == 3 and len(calls) == N_A + N_B  # batches of up to 3 images, every image once
     assert manifest_dict(out) == manifest_dict(reference)
 
 
 def test_shards_of_a_changed_proposer_are_not_resumed(tmp_path: Path) -> None:
-    from optidel.select.pipeline import SelectionPipeline
+    from optidel.select.stages.patches import check_shard_spec
 
     root = tmp_path / "patches-x"
     root.mkdir()
     for name in ("shard_00000.parquet", "emb_00000.npy"):
         (root / name).write_bytes(b"old")
-    SelectionPipeline._check_shard_spec(root, {"proposer_key": {"version": 1}})
+    check_shard_spec(root, {"proposer_key": {"version": 1}})
     assert (root / "shard_00000.parquet").exists()  # first spec: shards kept
-    SelectionPipeline._check_shard_spec(root, {"proposer_key": {"version": 1}})
+    check_shard_spec(root, {"proposer_key": {"version": 1}})
     assert (root / "shard_00000.parquet").exists()  # same proposer: resumed
-    SelectionPipeline._check_shard_spec(root, {"proposer_key": {"version": 2}})
+    check_shard_spec(root, {"proposer_key": {"version": 2}})
     assert not list(root.glob("shard_*")) and not list(root.glob("emb_*"))
     assert json.loads((root / "spec.json").read_text()) == {"proposer_key": {"version": 2}}
 
@@ -262,7 +269,7 @@ class Slow(FakeGridProposer):
         return super().process(img)
 
 pools = sys.argv[2:]
-run_selection(selection_config(pool=pools, out=sys.argv[1], ratio=0.1, shard_size=8, report=False), proposer=Slow())
+run_selection(selection_config(pool=pools, out=sys.argv[1], ratio=0.1, runtime={"shard_size": 8}, report={"enabled": False}), proposer=Slow())
 """
 
 
@@ -302,7 +309,7 @@ from select_fakes import FakeGridProposer
 from optidel.select.pipeline import run_selection, selection_config
 
 calls = []
-run_selection(selection_config(pool=sys.argv[2:], out=sys.argv[1], ratio=0.1, shard_size=8, report=False),
+run_selection(selection_config(pool=sys.argv[2:], out=sys.argv[1], ratio=0.1, runtime={"shard_size": 8}, report={"enabled": False}),
               proposer=FakeGridProposer(calls=calls))
 print("IMAGES", len(calls))
 """
@@ -345,7 +352,9 @@ def test_two_ranks_with_gloo(reference: Path, pools: list[str], tmp_path: Path) 
 
 def test_strict_fails_on_unreadable_image(pools: list[str], tmp_path: Path) -> None:
     with pytest.raises(ImageDecodeError, match="zz_broken_0.png: empty file"):
-        run_selection(cfg_for(pools, tmp_path / "out", strict=True), proposer=FakeGridProposer())
+        run_selection(
+            cfg_for(pools, tmp_path / "out", **{"runtime.strict": True}), proposer=FakeGridProposer()
+        )
 
 
 def test_image_level_random_copies_files(pools: list[str], tmp_path: Path) -> None:
@@ -423,3 +432,52 @@ def test_real_grid_proposer_through_the_cli(tmp_path: Path) -> None:
     ).all()  # grid patches: no SAM scores
     spec = json.loads(next((out / "cache").glob("patches-*/spec.json")).read_text())
     assert spec["embedder_key"]["embedder"] == "litemedsam-box-pool"
+
+
+def test_second_select_on_the_same_out_stops_at_once(
+    reference: Path, pools: list[str], tmp_path: Path
+) -> None:
+    """``run_selection`` holds ``OUT``'s run lock: a concurrent second run fails at once naming the holder, and the
+    first one finishes undisturbed."""
+    from optidel.runtime.lock import RunFolderLocked, lock_holder
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out), *pools], env=_env())
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and lock_holder(out) is None:
+            assert proc.poll() is None, "the first selection ended before the second one started"
+            time.sleep(0.05)
+        t0 = time.perf_counter()
+        with pytest.raises(RunFolderLocked, match=rf"pid {proc.pid} .*optidel select"):
+            run_selection(cfg_for(pools, out), proposer=FakeGridProposer())
+        assert time.perf_counter() - t0 < 10  # refused before any stage ran
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (out / "DONE").is_file() and manifest_dict(out) == manifest_dict(reference)
+
+
+def test_compare_select_outputs_script(reference: Path, tmp_path: Path) -> None:
+    """benchmarks/compare_select_outputs.py: a copy is equal (NaN columns too); a changed column or image is named."""
+    import importlib.util
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    path = HERE.parents[1] / "benchmarks" / "compare_select_outputs.py"
+    spec = importlib.util.spec_from_file_location("compare_select_outputs", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    assert mod.compare_outputs(reference, copy) == [] and mod.main([str(reference), str(copy)]) == 0
+    table = pq.read_table(copy / "manifest.parquet")
+    i = table.schema.get_field_index("d1")
+    d1 = pc.add(table.column("d1"), pa.scalar(1.0, pa.float32()))
+    pq.write_table(table.set_column(i, table.schema.field(i), d1), copy / "manifest.parquet")
+    first = sorted((copy / "images").iterdir())[0]
+    first.write_bytes(first.read_bytes() + b"\0")
+    assert mod.compare_outputs(reference, copy) == ["column 'd1' differs", f"image {first.name} differs"]

@@ -70,3 +70,50 @@ def test_write_report(tmp_path: Path) -> None:
     assert not re.search(r'src="(http|/|\.)', html)  # self-contained
     for text in ("pool images", "Counts per source", "Hardest patches", "a/bad", "Runtime per stage"):
         assert text in html
+
+
+def _vinfo_dict(source: str, circular: bool, iv: float) -> dict:
+    est = {
+        "n_set": 60,
+        "n_pool": 500,
+        "labels": f"labels of {source}",
+        "family": "multinomial logistic regression",
+        "cross_fitting_folds": 5,
+        "label_source": source,
+        "circular": circular,
+    }
+    return {
+        "estimator": est,
+        "set": {
+            "h_y_nats": 1.0,
+            "h_y_given_x_nats": 1.0 - iv,
+            "vinfo_nats": iv,
+            "vinfo_ci95_nats": [iv - 0.1, iv + 0.1],
+        },
+        "random": {
+            "n_draws": 3,
+            "h_y_mean_nats": 1.1,
+            "h_y_given_x_mean_nats": 0.5,
+            "vinfo_mean_nats": 0.6,
+            "vinfo_p2.5_p97.5_nats": [0.5, 0.7],
+        },
+        "verdict": f"verdict {source}",
+    }
+
+
+def test_report_shows_cluster_coverage_and_every_vinfo_source(tmp_path: Path) -> None:
+    counts = {
+        "pool": np.array([50, 30, 15, 5]),
+        "selected": np.array([4, 3, 2, 1]),
+        "optidel": np.array([9, 1, 0, 0]),
+    }
+    vinfo = _vinfo_dict("lesion", False, 0.42) | {"alternatives": [_vinfo_dict("embedding", True, 0.3)]}
+    data = ReportData(title="t", summary=[("N", 10)], cluster_counts=counts, vinfo=vinfo)
+    html = write_report(tmp_path, data).read_text()
+    assert (tmp_path / "report" / "cluster_coverage.png").is_file()
+    assert "Coverage of the k-means clusters" in html and "plain optidel" in html
+    # clusters covered: 4 of 4 for this selection, 2 for plain optidel
+    assert re.search(r"clusters covered \(of 4\)</td><td[^>]*>4</td><td[^>]*>2</td>", html)
+    assert "V-information, Y = lesion" in html and "V-information, Y = embedding (alternative)" in html
+    assert "labels of lesion" in html and "multinomial logistic regression" in html and "CIRCULAR" in html
+    assert html.index("Y = lesion") < html.index("Y = embedding")

@@ -39,7 +39,7 @@ def test_reconstruction_scores_score_the_right_crops(tmp_path: Path, monkeypatch
     """A stand-in MAE whose error is the mean intensity: each patch must get the mean of its own crop."""
     import torch
 
-    import optidel.ssl.mae as mae
+    import optidel.models.mae as mae
 
     class Stub(torch.nn.Module):
         img_size = 16

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,12 @@ import pytest
 
 from optidel.config import ConfigError
 from optidel.data.pool import PoolImage
-from optidel.select.config import SelectConfig
+from optidel.select.config import ProposalConfig, SelectConfig
 from optidel.select.patches.store import PATCH_SCHEMA, PatchStore
 from optidel.select.rank.cluster import KMeansResult
 from optidel.select.rank.scores import margin_score, prototype_score
 from optidel.select.strategies import SelectionContext, SelectionResult, available_strategies, get_strategy
+from optidel.select.strategies.base import force
 
 N_IMAGES = 40
 PER_IMAGE = 5
@@ -41,7 +41,7 @@ def make_ctx(**cfg_values: object) -> SelectionContext:
         "prototype": prototype_score(d1),
         "reconstruction": np.full(n, np.nan),
     }
-    cfg = dataclasses.replace(SelectConfig(pool=("x",), out="o", ratio=0.1), **cfg_values)
+    cfg = force(SelectConfig(pool=("x",), out="o", ratio=0.1), "test", **cfg_values)  # dotted keys
     return SelectionContext(
         cfg, pool, {"patches": lambda: store, "clusters": lambda: km, "scores": lambda: scores}
     )
@@ -70,7 +70,7 @@ def test_optidel_takes_the_smallest_margins_in_mosaics() -> None:
 
 
 def test_optidel_prototype_score_and_caps() -> None:
-    res, ctx = run("optidel", score="prototype", max_per_image=1)
+    res, ctx = run("optidel", **{"scoring.score": "prototype", "scoring.max_per_image": 1})
     d1 = ctx.scores()["prototype"]
     assert res.ids.size == 16
     assert len(set(ctx.patches().image_index[res.ids].tolist())) == 16  # one per image
@@ -78,7 +78,7 @@ def test_optidel_prototype_score_and_caps() -> None:
 
 
 def test_diverse_grouping_uses_clusters() -> None:
-    res, ctx = run("optidel", grouping="diverse")
+    res, ctx = run("optidel", **{"synthesis.grouping": "diverse"})
     cl = ctx.clusters().cluster[res.ids]
     per_group = [len(set(cl[row].tolist())) for row in res.groups]
     assert np.mean(per_group) >= 3  # 5 clusters available: nearly every group is all-different
@@ -92,13 +92,13 @@ def test_easy_is_the_opposite_end() -> None:
 
 def test_hard_only_keeps_the_image_budget() -> None:
     res, ctx = run("hard-only")
-    assert ctx.cfg.mosaic is False and res.groups is None and res.ids.size == 4
+    assert ctx.cfg.synthesis.mosaic is False and res.groups is None and res.ids.size == 4
     assert np.array_equal(res.ids, np.argsort(ctx.scores()["margin"], kind="stable")[:4])
 
 
 def test_optidel_grid_forces_grid_patches() -> None:
     s = get_strategy("optidel-grid")
-    assert s.resolve_config(SelectConfig(patches="sam")).patches == "grid"
+    assert s.resolve_config(SelectConfig(proposal=ProposalConfig(patches="sam"))).proposal.patches == "grid"
 
 
 def test_mosaic_random_is_seeded() -> None:

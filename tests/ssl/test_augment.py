@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from optidel.ssl.augment import SIMCLR_AUGMENT, BatchAugment, gaussian_blur, normalize, to_float
-from optidel.ssl.config import AugmentConfig
+from optidel.ssl.config import SSLAugmentConfig
 
-IDENTITY = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0)
+IDENTITY = SSLAugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0)
 
 
 def _images(n: int = 6, s: int = 16) -> torch.Tensor:
@@ -32,16 +32,16 @@ def test_identity_settings_leave_images_unchanged():
 def test_flips_are_exact_mirror_images():
     x = to_float(_images())
     g = torch.Generator().manual_seed(0)
-    h = BatchAugment(AugmentConfig(crop_scale=(1, 1), crop_ratio=(1, 1), hflip=1.0), 16)
+    h = BatchAugment(SSLAugmentConfig(crop_scale=(1, 1), crop_ratio=(1, 1), hflip=1.0), 16)
     torch.testing.assert_close(h.apply(x, h.sample(6, g), normalise=False), x.flip(-1), atol=1e-5, rtol=0)
-    v = BatchAugment(AugmentConfig(crop_scale=(1, 1), crop_ratio=(1, 1), hflip=0.0, vflip=1.0), 16)
+    v = BatchAugment(SSLAugmentConfig(crop_scale=(1, 1), crop_ratio=(1, 1), hflip=0.0, vflip=1.0), 16)
     torch.testing.assert_close(v.apply(x, v.sample(6, g), normalise=False), x.flip(-2), atol=1e-5, rtol=0)
 
 
 def test_crop_zooms_into_the_image():
     # a left-to-right ramp: a crop of a quarter of the area spans about half the ramp's range
     ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(4, 3, 32, 32).contiguous()
-    aug = BatchAugment(AugmentConfig(crop_scale=(0.25, 0.25), crop_ratio=(1, 1), hflip=0.0), 32)
+    aug = BatchAugment(SSLAugmentConfig(crop_scale=(0.25, 0.25), crop_ratio=(1, 1), hflip=0.0), 32)
     out = aug.apply(ramp, aug.sample(4, torch.Generator().manual_seed(0)), normalise=False)
     span = out[:, 0, 16, -1] - out[:, 0, 16, 0]
     assert torch.all((span > 0.4) & (span < 0.55))
@@ -61,12 +61,12 @@ def test_parameters_are_per_image_deterministic_and_sliceable():
 
 def test_color_grayscale_and_blur():
     x = to_float(_images())
-    gray_only = AugmentConfig(crop_scale=(1, 1), crop_ratio=(1, 1), hflip=0.0, grayscale_prob=1.0)
+    gray_only = SSLAugmentConfig(crop_scale=(1, 1), crop_ratio=(1, 1), hflip=0.0, grayscale_prob=1.0)
     aug = BatchAugment(gray_only, 16)
     out = aug.apply(x, aug.sample(6, torch.Generator()), normalise=False)
     assert torch.allclose(out[:, 0], out[:, 1]) and torch.allclose(out[:, 1], out[:, 2])
 
-    jitter = AugmentConfig(
+    jitter = SSLAugmentConfig(
         crop_scale=(1, 1), crop_ratio=(1, 1), hflip=0.0, color_prob=1.0, brightness=0.2, contrast=0.2
     )
     aug = BatchAugment(jitter, 16)

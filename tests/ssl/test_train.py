@@ -24,10 +24,12 @@ from optidel.cli import app
 from optidel.config import load_config
 from optidel.data.image import ImageDecodeError
 from optidel.models.encoder_io import load_encoder, read_encoder_metadata
+from optidel.models.mae import load_mae
 from optidel.ssl.config import PretrainConfig
-from optidel.ssl.mae import load_mae
+from optidel.ssl.metrics_log import METRIC_COLUMNS
 from optidel.ssl.plots import read_metrics
-from optidel.ssl.train import METRIC_COLUMNS, PretrainError, pretrain
+from optidel.ssl.result import PretrainError
+from optidel.ssl.train import pretrain
 
 STEPS = 8
 
@@ -61,8 +63,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _cli(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "optidel.cli", "-q", "pretrain", *args]
+def _hooked(config: Path, out: Path, *options: str) -> list[str]:
+    """A subprocess that runs ``pretrain`` with test callbacks (see hooked_pretrain.py)."""
+    script = Path(__file__).with_name("hooked_pretrain.py")
+    return [sys.executable, str(script), str(config), str(out), *options]
 
 
 def _steps(run: Path) -> list[int]:
@@ -138,8 +142,9 @@ def test_finished_run_is_left_alone_and_conflicts_are_errors(mae_run: Path, tiny
 
 def test_killed_run_resumes_to_the_same_weights(mae_run: Path, tiny_seg: Path, tmp_path: Path):
     out = tmp_path / "killed"
-    cmd = _cli([*_args(tiny_seg), "--out", str(out)])
-    proc = subprocess.Popen(cmd, env=_env(OPTIDEL_DEBUG_STEP_DELAY="0.4"), stderr=subprocess.PIPE)
+    # the same config as the uninterrupted run, slowed down by an on_step callback so it can be killed mid-way
+    cmd = _hooked(mae_run / "config.yaml", out, "--delay", "0.4")
+    proc = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE)
     info = out / "checkpoint.json"
     deadline = time.monotonic() + 120
     ckpt_step = None
@@ -178,14 +183,20 @@ def test_killed_run_resumes_to_the_same_weights(mae_run: Path, tiny_seg: Path, t
     ]
 
 
-def test_two_process_ddp_keeps_ranks_identical_and_the_global_batch(tiny_seg: Path, tmp_path: Path):
+def test_two_process_ddp_keeps_ranks_identical_and_the_global_batch(
+    mae_run: Path, tiny_seg: Path, tmp_path: Path
+):
+    import dataclasses
+
+    from optidel.config import save_config
+
     steps = 3
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
+    cfg = dataclasses.replace(load_config(PretrainConfig, mae_run / "config.yaml"), steps=steps)
+    save_config(cfg, tmp_path)  # tmp_path/config.yaml: the CLI arguments below with 3 steps
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "optidel.cli", "-q", "pretrain", *_args(tiny_seg, steps), "--out", str(ddp_out)]
-    run = subprocess.run(
-        cmd, env=_env(OPTIDEL_DEBUG_RANK_STATE="1"), capture_output=True, text=True, timeout=300
-    )
+    cmd += _hooked(tmp_path / "config.yaml", ddp_out, "--rank-state")[1:]  # every rank records its parameters
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((ddp_out / "debug" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
@@ -307,7 +318,7 @@ def test_config_precedence_defaults_file_options_set(tmp_path: Path):
 def test_config_differences_ignore_what_cannot_change_the_result(tmp_path: Path):
     import dataclasses
 
-    from optidel.ssl.train import config_differences
+    from optidel.ssl.run_folder import config_differences
 
     data = tmp_path / "pool"
     a = PretrainConfig(data=(str(data),), ssl="simclr")

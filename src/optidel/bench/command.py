@@ -1,4 +1,9 @@
-"""``optidel benchmark`` command function (registered in :mod:`optidel.cli`)."""
+"""``optidel benchmark`` command function (registered in :mod:`optidel.cli`).
+
+Settings: :func:`optidel.config.layer_config` over :class:`~optidel.bench.config.BenchmarkConfig` (defaults <
+``--config`` (a file or a shipped name) < ``--set``); the per-stage settings in the file are checked against the stage
+configs when it is loaded.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from optidel.bench.shipped import shipped_configs
+from optidel.options import SetOption, input_errors
+
 console = Console()
 
 
@@ -18,17 +26,14 @@ def benchmark(
         typer.Option(
             "--config",
             "-c",
-            help="Benchmark YAML, or the name of a shipped one: 'cpu-default' (2 CPU cores, a few hours) or "
-            "'gpu-paper' (ViT-B, 224 px, the paper's compute-matched schedule).",
+            help="Benchmark YAML (keys of optidel.bench.config.BenchmarkConfig), or the name of a shipped one: "
+            f"{', '.join(shipped_configs())}.",
         ),
     ] = "cpu-default",
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder (resumable: rerun to continue).")
     ] = Path("runs/benchmark"),
-    sets: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config key, e.g. --set seeds=[0] (repeatable)."),
-    ] = None,
+    set_: SetOption = None,
     plan: Annotated[
         bool, typer.Option("--plan", help="Show the grid and what is done, run nothing.")
     ] = False,
@@ -38,25 +43,18 @@ def benchmark(
 ) -> None:
     """Run (or resume) the benchmark grid: methods x ratios x SSL x datasets x label fractions x seeds.
 
-    Every pre-training has the same number of optimisation steps. Finished stages are reused; kill it at any time
-    and rerun the same command to continue. Writes OUT/results.csv, OUT/results.md and OUT/plots/.
-    """
-    from optidel.bench.config import BenchmarkConfig
-    from optidel.bench.runner import BenchmarkRunner
-    from optidel.bench.shipped import config_path
-    from optidel.bench.tables import write_tables
-    from optidel.config import ConfigError, resolve_config
+    Every pre-training has the same number of optimisation steps. Finished stages are reused; kill it at any time and rerun the same command to continue. Writes OUT/results.csv, OUT/results.md and OUT/plots/. Stage settings are nested per stage (--set pretrain.steps=100, --set finetune.mode=probe) and are checked when the config is loaded.
 
-    try:
-        path = config_path(config)
-        cfg = resolve_config(BenchmarkConfig, path, sets or [])
+    Precedence: defaults < --config FILE < named options < --set key=value.
+    """
+    from optidel.bench.runner import BenchmarkRunner
+
+    cfg, path = load_benchmark_config(config, set_ or [])
+    with input_errors(ValueError, FileNotFoundError):
         runner = BenchmarkRunner(cfg, out, config_file=path)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
-        raise typer.Exit(2) from e
     if plan or tables_only:
         if tables_only:
-            write_tables(runner)
+            runner.write_tables()
             console.print(f"tables written to {out}")
         t = Table(title=f"benchmark {cfg.name} -> {out}", show_header=False, title_justify="left")
         for k, v in runner.plan().items():
@@ -65,3 +63,14 @@ def benchmark(
         return
     results = runner.run()
     console.print(f"[green]done:[/green] {results} and {results.with_suffix('.md')}")
+
+
+def load_benchmark_config(name_or_path: str, sets: list[str]):
+    """(BenchmarkConfig, its file): a shipped name or a YAML path, then ``--set`` overrides; errors name the key."""
+    from optidel.bench.config import BenchmarkConfig
+    from optidel.bench.shipped import config_path
+    from optidel.config import layer_config
+
+    with input_errors(FileNotFoundError):
+        path = config_path(name_or_path)
+    return layer_config(BenchmarkConfig, config_file=path, sets=sets), path

@@ -7,8 +7,26 @@ the same number of optimisation steps (compute-matched). The pre-training pool i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from optidel.config import ConfigDeprecationWarning, ConfigError, from_dict, migrate, parse_overrides
+from optidel.downstream.config import FinetuneConfig
+from optidel.select.config import SelectConfig
+from optidel.ssl.config import PretrainConfig
+
+# The stage settings a benchmark holds, and the config class each is checked against when the file is loaded.
+STAGE_CONFIGS: dict[str, type] = {
+    "select": SelectConfig,
+    "pretrain": PretrainConfig,
+    "finetune": FinetuneConfig,
+}
+
+
+# The keys a block of the grid may set (see BenchmarkConfig.blocks).
+BLOCK_KEYS = ("methods", "ratios", "ssl", "seeds", "variant")
 
 
 @dataclass(frozen=True)
@@ -27,11 +45,20 @@ class BenchmarkConfig:
         seeds: each seed seeds selection, pre-training and fine-tuning of one replicate.
         label_fractions: fractions of the labelled train split used for fine-tuning.
         random_init: also fine-tune a randomly initialised encoder (the floor every pre-training must beat).
-        select: ``key=value`` overrides of :class:`optidel.select.config.SelectConfig` for every selection.
-        pretrain: ``key=value`` overrides of :class:`optidel.ssl.config.PretrainConfig` for every pre-training.
-        finetune: ``key=value`` overrides of :class:`optidel.downstream.config.FinetuneConfig` for every fine-tune.
+        select: settings of :class:`optidel.select.config.SelectConfig` for every selection, as a (nested)
+            mapping, e.g. ``{patches: sam, score: margin}``.
+        pretrain: settings of :class:`optidel.ssl.config.PretrainConfig` for every pre-training
+            (``{steps: 500, mae: {mask_ratio: 0.75}}``).
+        finetune: settings of :class:`optidel.downstream.config.FinetuneConfig` for every fine-tuning.
         share_patch_cache: all selections share one patch + embedding cache (SAM runs once per pool).
         n_boot: bootstrap replicates for the confidence intervals.
+        variants: named variations of the stage settings, ``{name: {select: {...}, pretrain: {...}}}`` (e.g. a tile
+            filling), checked like ``select``/``pretrain`` at load. An arm of a variant is labelled
+            ``<method>+<name>`` and gets its own selection and pre-training folders.
+        blocks: further parts of the grid, each a mapping of any of ``methods``, ``ratios``, ``ssl``, ``seeds`` and
+            ``variant`` (a name from ``variants``); a key a block leaves out takes the top-level value. The grid is
+            the top-level one plus every block (an arm named twice runs once). Use it for grids that are not a full
+            product: more seeds for some methods, a second SSL method or ratio for a few.
     """
 
     name: str = "benchmark"
@@ -44,28 +71,108 @@ class BenchmarkConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     label_fractions: tuple[float, ...] = (1.0,)
     random_init: bool = True
-    select: tuple[str, ...] = ()
-    pretrain: tuple[str, ...] = ()
-    finetune: tuple[str, ...] = ()
+    select: dict[str, Any] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
     share_patch_cache: bool = True
     n_boot: int = 2000
+    variants: dict[str, Any] = field(default_factory=dict)
+    blocks: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        """Check every stage's settings against its config class now (a typo fails at load, naming the key)."""
+        legacy = self.migrate_legacy({s: getattr(self, s) for s in STAGE_CONFIGS}, "BenchmarkConfig")
+        for stage, cls in STAGE_CONFIGS.items():
+            if not isinstance(legacy[stage], dict):
+                raise ConfigError(
+                    f"{stage}: expected a mapping of {cls.__name__} keys, got {legacy[stage]!r}"
+                )
+            settings = migrate(cls, legacy[stage], source=stage)
+            from_dict(cls, settings, prefix=f"{stage}.")
+            object.__setattr__(self, stage, settings)
+        self._check_variants_and_blocks()
+
+    def _check_variants_and_blocks(self) -> None:
+        """Variants' stage settings against their config classes, blocks' keys and variant names (at load)."""
+        variants: dict[str, Any] = {}
+        for name, spec in self.variants.items():
+            if not isinstance(spec, dict) or set(spec) - {"select", "pretrain"}:
+                raise ConfigError(f"variants.{name}: expected a mapping with select and/or pretrain settings")
+            if not str(name).replace("-", "").replace("_", "").isalnum():
+                raise ConfigError(f"variants.{name}: a variant name is letters, digits, '-' and '_' only")
+            checked = {}
+            for stage, settings in spec.items():
+                settings = migrate(STAGE_CONFIGS[stage], settings, source=f"variants.{name}.{stage}")
+                from_dict(STAGE_CONFIGS[stage], settings, prefix=f"variants.{name}.{stage}.")
+                checked[stage] = settings
+            variants[str(name)] = checked
+        object.__setattr__(self, "variants", variants)
+        blocks = []
+        for i, block in enumerate(self.blocks):
+            if not isinstance(block, dict):
+                raise ConfigError(f"blocks[{i}]: expected a mapping, got {block!r}")
+            unknown = sorted(set(block) - set(BLOCK_KEYS))
+            if unknown:
+                raise ConfigError(
+                    f"blocks[{i}]: unknown key {unknown[0]!r} (allowed: {', '.join(BLOCK_KEYS)})"
+                )
+            if block.get("variant") and block["variant"] not in variants:
+                raise ConfigError(f"blocks[{i}].variant: {block['variant']!r} is not one of variants")
+            blocks.append({k: tuple(v) if isinstance(v, list) else v for k, v in block.items()})
+        object.__setattr__(self, "blocks", tuple(blocks))
+
+    def grid_parts(self) -> list[dict[str, Any]]:
+        """The top-level grid and every block, each with all of ``BLOCK_KEYS`` filled in."""
+        top = {
+            "methods": self.methods,
+            "ratios": self.ratios,
+            "ssl": self.ssl,
+            "seeds": self.seeds,
+            "variant": "",
+        }
+        return [top] + [{**top, **b} for b in self.blocks]
+
+    @classmethod
+    def migrate_legacy(cls, data: dict[str, Any], source: str) -> dict[str, Any]:
+        """The old form of a stage, a list of ``"key=value"`` strings, as a mapping (with a deprecation warning)."""
+        for stage in STAGE_CONFIGS:
+            value = data.get(stage)
+            if isinstance(value, list | tuple) and not value:
+                data = {**data, stage: {}}
+            elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+                warnings.warn(
+                    f"{source}: {stage}: a list of 'key=value' strings is deprecated (it works for one more "
+                    f"release); write a mapping instead, e.g. {stage}: {{key: value}}",
+                    ConfigDeprecationWarning,
+                    stacklevel=4,
+                )
+                data = {**data, stage: parse_overrides(value)}
+        return data
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key for a grid that cannot run."""
         if not self.datasets:
-            raise ValueError("datasets: give at least one downstream dataset")
+            raise ConfigError("datasets: give at least one downstream dataset")
         if not self.methods:
-            raise ValueError("methods: give at least one selection method")
+            raise ConfigError("methods: give at least one selection method")
         if not self.seeds:
-            raise ValueError("seeds: give at least one seed")
+            raise ConfigError("seeds: give at least one seed")
         for r in self.ratios:
             if not 0 < r <= 1:
-                raise ValueError(f"ratios: {r} is not in (0, 1]")
+                raise ConfigError(f"ratios: {r} is not in (0, 1]")
         for f in self.label_fractions:
             if not 0 < f <= 1:
-                raise ValueError(f"label_fractions: {f} is not in (0, 1]")
-        for s in self.ssl:
-            if s not in ("mae", "simclr"):
-                raise ValueError(f"ssl: {s!r} is not mae or simclr")
+                raise ConfigError(f"label_fractions: {f} is not in (0, 1]")
+        for i, part in enumerate(self.grid_parts()):
+            where = "" if i == 0 else f"blocks[{i - 1}]."
+            if not part["methods"] or not part["seeds"]:
+                raise ConfigError(f"{where}methods/seeds: give at least one")
+            for r in part["ratios"]:
+                if not 0 < r <= 1:
+                    raise ConfigError(f"{where}ratios: {r} is not in (0, 1]")
+            for s in part["ssl"]:
+                if s not in ("mae", "simclr"):
+                    raise ConfigError(f"{where}ssl: {s!r} is not mae or simclr")
 
 
 def resolve_data_root(cfg: BenchmarkConfig, config_file: Path | None) -> Path:

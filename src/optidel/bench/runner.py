@@ -1,193 +1,287 @@
 """The benchmark grid runner: select -> pre-train -> fine-tune for every cell, reusing every finished stage.
 
-Layout of the output folder::
-
-    OUT/config.yaml                               the resolved benchmark config
-    OUT/select/<method>_r<ratio>_s<seed>/         optidel select outputs (not for ``full``)
-    OUT/patch-cache/                              patch + embedding cache shared by every selection
-    OUT/pretrain/<method>_r<ratio>_<ssl>_s<seed>/ optidel pretrain runs
-    OUT/finetune/<arm>/<dataset>_lf<fraction>/    optidel finetune runs (arm = a pretrain run or random-init_<arch>_s<seed>)
-    OUT/results.csv, results.md, plots/           written by :mod:`optidel.bench.tables` after every run
-
-Every stage writes ``DONE`` last; a finished stage is never redone, a killed pre-training resumes from its checkpoint,
-a killed selection from its last patch shard. Kill the benchmark at any time and run the same command again.
+The output folder's layout is :class:`optidel.bench.grid.RunLayout`'s. Every stage writes ``DONE`` last; a finished
+stage is never redone, a killed pre-training resumes from its checkpoint, a killed selection from its last patch
+shard. A fine-tuning counts as finished from its ``DONE`` and ``metrics.json`` alone, and an arm whose fine-tunings
+are all finished is not selected or pre-trained again: a folder that kept only those small files resumes without the
+encoders. One process at a time writes into a benchmark folder (``OUT/.lock``). Kill the benchmark at any time and
+run the same command again.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optidel.bench.config import BenchmarkConfig, resolve_data_root
-from optidel.config import resolve_config, save_config
+from optidel.bench.estimate import StageEstimate, finetune_seconds, hours, pretrain_seconds, selection_seconds
+from optidel.bench.grid import FULL, RANDOM_INIT, Arm, FinetuneCell, RunLayout, grid_arms
+from optidel.bench.results import collect_rows, read_centres, read_set_vinfo
+from optidel.bench.tables import TableContext, write_tables
+from optidel.config import layer_config, save_config
+from optidel.data.pool import PoolError, list_pool
+from optidel.data.segmentation import is_seg_dataset
+from optidel.downstream.config import FinetuneConfig
 from optidel.log import attach_run_log, detach_run_log, logger
+from optidel.runtime.atomic import atomic_write_json
+from optidel.runtime.errors import OptidelError
+from optidel.runtime.lock import run_lock
 from optidel.runtime.run_dir import is_done
+from optidel.select.config import SelectConfig
+from optidel.ssl.config import PretrainConfig
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One pre-trained encoder of the grid (or the random-init reference when ``method`` is ``random-init``)."""
+class BenchmarkDataError(OptidelError, FileNotFoundError):
+    """A dataset of the benchmark is missing or is not usable as configured."""
 
-    method: str
-    ratio: float
-    ssl: str
-    seed: int
-    arch: str = ""
-
-    @property
-    def key(self) -> str:
-        if self.method == "random-init":
-            return f"random-init_{self.arch}_s{self.seed}"
-        return f"{self.method}_r{self.ratio:g}_{self.ssl}_s{self.seed}"
-
-
-@dataclass(frozen=True)
-class FinetuneCell:
-    arm: Arm
-    dataset: str
-    label_fraction: float
-
-    @property
-    def key(self) -> str:
-        return f"{self.dataset}_lf{self.label_fraction:g}"
-
-
-def grid_arms(cfg: BenchmarkConfig) -> list[Arm]:
-    """Pre-training arms in run order: seed-major, so a partial benchmark already has complete replicates."""
-    arms = []
-    for seed in cfg.seeds:
-        for ssl in cfg.ssl:
-            for method in cfg.methods:
-                ratios = (1.0,) if method == "full" else cfg.ratios
-                for ratio in ratios:
-                    arms.append(Arm(method, float(ratio), ssl, seed))
-    return arms
+    exit_code = 2
 
 
 class BenchmarkRunner:
-    """Runs (or resumes) a :class:`BenchmarkConfig` into ``out``."""
+    """Runs (or resumes) a :class:`BenchmarkConfig` into ``out``.
 
-    def __init__(self, cfg: BenchmarkConfig, out: str | Path, config_file: Path | None = None):
+    Args:
+        cfg: the grid.
+        out: the benchmark folder.
+        config_file: the YAML it came from (relative ``data_root`` resolves against its folder).
+        command: what the run lock records as the holder's command.
+    """
+
+    def __init__(
+        self,
+        cfg: BenchmarkConfig,
+        out: str | Path,
+        config_file: Path | None = None,
+        command: str = "optidel benchmark",
+    ):
         cfg.validate()
         self.cfg = cfg
         self.out = Path(out)
+        self.layout = RunLayout(self.out)
+        self.command = command
         self.data_root = resolve_data_root(cfg, config_file)
-        for d in set(cfg.datasets) | set(cfg.pool_datasets):
-            if not (self.data_root / d / "images").is_dir():
-                raise FileNotFoundError(
-                    f"dataset {d!r} not found under {self.data_root} (set data_root, or fetch it with "
-                    f"`optidel data fetch {d} --root {self.data_root}`)"
+        hint = f"set data_root, or fetch it with `optidel data fetch NAME --root {self.data_root}`"
+        for d in cfg.datasets:
+            if not is_seg_dataset(self.data_root / d):
+                raise BenchmarkDataError(
+                    f"{self.data_root / d}: downstream dataset {d!r} not found (needs images/ and masks/; {hint})"
                 )
+        for d in cfg.pool_datasets:
+            if not (self.data_root / d).is_dir():
+                raise BenchmarkDataError(f"{self.data_root / d}: pool dataset {d!r} not found ({hint})")
 
     # -- configs of each stage ---------------------------------------------------------------------------------
     @property
     def pool_sources(self) -> tuple[str, ...]:
+        """The pool: the train split of every pool dataset (a plain image folder is taken whole)."""
         names = self.cfg.pool_datasets or self.cfg.datasets
-        return tuple(f"{self.data_root / d}:train" for d in names)
+        paths = [self.data_root / d for d in names]
+        return tuple(f"{p}:train" if is_seg_dataset(p) else str(p) for p in paths)
 
-    def select_dir(self, arm: Arm) -> Path:
-        return self.out / "select" / f"{arm.method}_r{arm.ratio:g}_s{arm.seed}"
-
-    def pretrain_dir(self, arm: Arm) -> Path:
-        return self.out / "pretrain" / arm.key
-
-    def finetune_dir(self, cell: FinetuneCell) -> Path:
-        return self.out / "finetune" / cell.arm.key / cell.key
-
-    def select_config(self, arm: Arm):
-        from optidel.select.config import SelectConfig
-
+    def select_config(self, arm: Arm) -> SelectConfig:
         base: dict[str, Any] = {
             "pool": list(self.pool_sources),
-            "out": str(self.select_dir(arm)),
+            "out": str(self.layout.select_dir(arm)),
             "method": arm.method,
             "ratio": arm.ratio,
             "seed": arm.seed,
+            # the downstream test splits must not leak into the pool (the pool's own are guarded already)
+            "leakage_against": [f"{self.data_root / d}:test" for d in self.cfg.datasets],
         }
         if self.cfg.share_patch_cache:
             # one cache for every seed: the patch stage's key holds no seed (its embedders are seed-free), so SAM
             # runs once per pool; k-means and everything after it are keyed by the seed
-            base["cache_dir"] = str(self.out / "patch-cache")
-        return resolve_config(SelectConfig, overrides=self.cfg.select, base=base)
+            base["runtime"] = {"cache_dir": str(self.layout.patch_cache)}
+        return layer_config(
+            SelectConfig,
+            config_file=self.cfg.select,
+            sets=self._variant(arm, "select"),
+            base=base,
+            source="benchmark select",
+        )
 
-    def pretrain_config(self, arm: Arm):
-        from optidel.ssl.config import PretrainConfig
+    def _variant(self, arm: Arm, stage: str) -> dict[str, Any]:
+        """The arm's variant settings for ``stage`` (they take precedence over the grid's stage settings)."""
+        return dict(self.cfg.variants.get(arm.variant, {}).get(stage, {})) if arm.variant else {}
 
-        data = list(self.pool_sources) if arm.method == "full" else [str(self.select_dir(arm))]
+    def full_pool_leaks(self) -> bool:
+        """Whether some pool image duplicates a downstream test image (optidel.data.leakage; the guard is on
+        unless the select overrides turn it off). Fingerprints are cached beside the patch cache."""
+        from optidel.select.leakage_guard import leakage_targets
+
+        cfg = self.select_config(Arm(FULL, 1.0, self.cfg.ssl[0], self.cfg.seeds[0]))
+        targets = leakage_targets(tuple(cfg.pool), tuple(cfg.leakage_against))
+        if not cfg.leakage_guard or not targets:
+            return False
+        from optidel.data.leakage import check_pool
+
+        pool = list_pool(cfg.pool)
+        check = check_pool(
+            [im.uid for im in pool],
+            [im.path for im in pool],
+            targets,
+            cache_dir=self.layout.patch_cache / "leakage",
+        )
+        return bool(check.leaking().any())
+
+    def pretrain_config(self, arm: Arm) -> PretrainConfig:
+        # full: the pool as given, or its leakage-guarded copy (a `full` selection) when pool images leak
+        raw = arm.method == FULL and not is_done(self.layout.select_dir(arm))
+        data = list(self.pool_sources) if raw else [str(self.layout.select_dir(arm))]
         base = {"data": data, "ssl": arm.ssl, "seed": arm.seed}
-        return resolve_config(PretrainConfig, overrides=self.cfg.pretrain, base=base).resolved()
+        cfg = layer_config(
+            PretrainConfig,
+            config_file=self.cfg.pretrain,
+            sets=self._variant(arm, "pretrain"),
+            base=base,
+            source="benchmark pretrain",
+        )
+        return cfg.resolved()
 
-    def finetune_config(self, cell: FinetuneCell):
-        from optidel.downstream.config import FinetuneConfig
-
+    def finetune_config(self, cell: FinetuneCell) -> FinetuneConfig:
         arm = cell.arm
         base: dict[str, Any] = {
             "dataset": str(self.data_root / cell.dataset),
-            "out": str(self.finetune_dir(cell)),
+            "out": str(self.layout.finetune_dir(cell)),
             "label_fraction": cell.label_fraction,
             "seed": arm.seed,
         }
-        if arm.method == "random-init":
-            pre = self.pretrain_config(Arm("full", 1.0, arm.ssl, arm.seed))
-            base.update(encoder="none", arch=pre.arch, patch_size=pre.patch_size)
+        if arm.pretrained:
+            base["encoder"] = str(self.layout.pretrain_dir(arm) / "encoder.safetensors")
         else:
-            base["encoder"] = str(self.pretrain_dir(arm) / "encoder.safetensors")
-        return resolve_config(FinetuneConfig, overrides=self.cfg.finetune, base=base)
+            pre = self.pretrain_config(Arm(FULL, 1.0, arm.ssl, arm.seed))
+            base.update(encoder="none", arch=pre.arch, patch_size=pre.patch_size)
+        return layer_config(
+            FinetuneConfig, config_file=self.cfg.finetune, base=base, source="benchmark finetune"
+        )
 
     # -- the grid ------------------------------------------------------------------------------------------------
-    def finetune_cells(self) -> Iterator[FinetuneCell]:
-        for arm in self.all_arms():
-            for dataset in self.cfg.datasets:
-                for lf in self.cfg.label_fractions:
-                    yield FinetuneCell(arm, dataset, float(lf))
-
     def all_arms(self) -> list[Arm]:
-        """Every arm in run order: per seed, the random-init reference (cheap: fine-tunings only), then the grid's
-        arms; so a partial benchmark already holds whole replicates with their reference rows."""
-        grid = grid_arms(self.cfg)
-        arms: list[Arm] = []
-        seen = set()
-        for seed in self.cfg.seeds:
-            if self.cfg.random_init:
-                for ssl in self.cfg.ssl:
-                    arch = self.pretrain_config(Arm("full", 1.0, ssl, seed)).arch
-                    if (arch, seed) not in seen:
-                        seen.add((arch, seed))
-                        arms.append(Arm("random-init", 1.0, ssl, seed, arch))
-            arms.extend(a for a in grid if a.seed == seed)
-        return arms
+        """Every arm in run order: per seed, the random-init references (fine-tunings only: cheap), then the grid's
+        arms; so a partial benchmark already holds whole replicates with their reference rows.
 
-    def plan(self) -> dict[str, int]:
-        """How many runs of each stage the grid holds, and how many are already done."""
-        arms = [a for a in self.all_arms() if a.method != "random-init"]
-        sel = [a for a in arms if a.method != "full"]
-        cells = list(self.finetune_cells())
-        return {
-            "selections": len(sel),
-            "selections done": sum(is_done(self.select_dir(a)) for a in sel),
-            "pretrainings": len(arms),
-            "pretrainings done": sum(is_done(self.pretrain_dir(a)) for a in arms),
-            "finetunings": len(cells),
-            "finetunings done": sum(is_done(self.finetune_dir(c)) for c in cells),
-        }
+        Random init gets one arm per SSL method (the architecture that method pre-trains); two methods with one
+        architecture share its run folder, so it runs once.
+        """
+        cfg = self.cfg
+        grid: list[Arm] = []
+        for part in cfg.grid_parts():
+            grid += grid_arms(part["seeds"], part["ssl"], part["methods"], part["ratios"], part["variant"])
+        arms: list[Arm] = []
+        for seed in dict.fromkeys(a.seed for a in grid):  # seeds in the order the grid first names them
+            if cfg.random_init:
+                for ssl in dict.fromkeys(a.ssl for a in grid if a.seed == seed):
+                    arch = self.pretrain_config(Arm(FULL, 1.0, ssl, seed)).arch
+                    arms.append(Arm(RANDOM_INIT, 1.0, ssl, seed, arch or ""))
+            arms.extend(a for a in grid if a.seed == seed)
+        return list(dict.fromkeys(arms))  # an arm named by two parts of the grid runs once
+
+    def cells(self, arm: Arm) -> list[FinetuneCell]:
+        return [FinetuneCell(arm, d, float(lf)) for d in self.cfg.datasets for lf in self.cfg.label_fractions]
+
+    def finetune_cells(self) -> list[FinetuneCell]:
+        return [c for arm in self.all_arms() for c in self.cells(arm)]
+
+    def arm_finished(self, arm: Arm) -> bool:
+        """Every fine-tuning of the arm is finished (its selection and pre-training are then not needed)."""
+        return all(self.layout.cell_done(c) for c in self.cells(arm))
+
+    # -- plan ------------------------------------------------------------------------------------------------------
+    def _pool_size(self) -> int | None:
+        try:
+            return len(list_pool(self.pool_sources))
+        except (PoolError, OSError):
+            return None
+
+    def stage_estimates(self) -> list[StageEstimate]:
+        """Runs, finished runs and estimated seconds (2 CPU cores, :mod:`optidel.bench.estimate`) per stage.
+
+        A stage counts as done when its ``DONE`` exists or nothing downstream needs it any more (every fine-tuning
+        of its arms finished). Folders shared by several arms (a selection serves every SSL method of its method,
+        ratio and seed; random init's fine-tunings are per architecture) count once.
+        """
+        arms = [a for a in self.all_arms() if a.pretrained]
+        needed = {a: not (is_done(self.layout.pretrain_dir(a)) or self.arm_finished(a)) for a in arms}
+        sel: dict[Path, bool] = {}
+        for a in arms:
+            if a.selects:
+                d = self.layout.select_dir(a)
+                sel[d] = sel.get(d, True) and (is_done(d) or not needed[a])
+        cells = {self.layout.finetune_dir(c): c for c in self.finetune_cells()}
+        sel_arm = next((a for a in arms if a.selects), None)
+        uses_sam = sel_arm is not None and self.select_config(sel_arm).proposal.patches in (
+            "sam",
+            "sam-checkpoint",
+        )
+        patch_s, select_s = selection_seconds(self._pool_size() or 0, uses_sam)
+        # a shared patch cache: SAM runs once for the pool, in the first selection; else in every selection
+        shared = {"pool": any(sel.values())} if sel else {}
+        patch = shared if self.cfg.share_patch_cache else sel
+        return [
+            StageEstimate.of("patch stage", [patch_s] * len(patch), list(patch.values())),
+            StageEstimate.of("selections", [select_s] * len(sel), list(sel.values())),
+            StageEstimate.of(
+                "pretrainings",
+                [pretrain_seconds(self.pretrain_config(a)) for a in arms],
+                [not needed[a] for a in arms],
+            ),
+            StageEstimate.of(
+                "finetunings",
+                [finetune_seconds(self.finetune_config(c)) for c in cells.values()],
+                [self.layout.cell_done(c) for c in cells.values()],
+            ),
+        ]
+
+    def grid_text(self) -> str:
+        """The grid in one line (for ``--plan`` and the demo's summary)."""
+        c = self.cfg
+        parts = []
+        for part in c.grid_parts():
+            ratios = ", ".join(f"{r:g}" for r in part["ratios"]) + (
+                " (full: 1)" if FULL in part["methods"] else ""
+            )
+            variant = f" (variant {part['variant']})" if part["variant"] else ""
+            parts.append(
+                f"methods {', '.join(part['methods'])}{variant} x ratios {ratios} x ssl {', '.join(part['ssl'])} "
+                f"x seeds {', '.join(map(str, part['seeds']))}"
+            )
+        fractions = ", ".join(f"{f:g}" for f in c.label_fractions)
+        return (
+            " + ".join(parts)
+            + f"; fine-tuned on {', '.join(c.datasets)} x label fractions {fractions}"
+            + ("; plus random init" if c.random_init else "")
+        )
+
+    def plan(self) -> dict[str, Any]:
+        """The grid, how many runs of each stage it holds and how many are done, and the estimated time left."""
+        est = self.stage_estimates()
+        out: dict[str, Any] = {"grid": self.grid_text()}
+        for e in est:
+            out[e.stage] = e.runs
+            out[f"{e.stage} done"] = e.done
+        total = sum(e.seconds_total for e in est)
+        left = sum(e.seconds_left for e in est)
+        parts = ", ".join(f"{e.stage} {hours(e.seconds_left)}" for e in est if e.runs)
+        out["estimated time, 2 CPU cores"] = (
+            f"{hours(left)} left of {hours(total)} ({parts}; from measured rates)"
+        )
+        return out
 
     # -- running -------------------------------------------------------------------------------------------------
     def run_arm(self, arm: Arm) -> None:
-        """Select (unless full) and pre-train one arm; both skipped when already done."""
+        """Select (unless full) and pre-train one arm; skipped when done or when all its fine-tunings are."""
+        from optidel.select.pipeline import run_selection
         from optidel.ssl.train import pretrain
 
-        if arm.method == "random-init":
+        if not arm.pretrained or self.arm_finished(arm):
             return
-        if arm.method != "full" and not is_done(self.select_dir(arm)):
-            from optidel.select.pipeline import run_selection
-
-            logger.info("benchmark: selecting %s", self.select_dir(arm).name)
+        if arm.selects and not is_done(self.layout.select_dir(arm)):
+            logger.info("benchmark: selecting %s", self.layout.select_dir(arm).name)
             run_selection(self.select_config(arm))
-        pdir = self.pretrain_dir(arm)
+        if arm.method == FULL and not is_done(self.layout.select_dir(arm)) and self.full_pool_leaks():
+            logger.info("benchmark: the pool holds test images; the full arm uses its guarded copy")
+            run_selection(self.select_config(arm))  # method full drops the leaking images
+        pdir = self.layout.pretrain_dir(arm)
         if not is_done(pdir):
             logger.info("benchmark: pre-training %s", arm.key)
             pretrain(self.pretrain_config(arm), pdir, resume=(pdir / "checkpoint.pt").is_file())
@@ -195,42 +289,59 @@ class BenchmarkRunner:
     def run_cell(self, cell: FinetuneCell) -> None:
         from optidel.downstream.finetune import finetune
 
-        fdir = self.finetune_dir(cell)
-        if is_done(fdir):
+        if self.layout.cell_done(cell):
             return
         logger.info("benchmark: fine-tuning %s on %s", cell.arm.key, cell.key)
         finetune(self.finetune_config(cell))
 
     def run(self, stop_after: int | None = None) -> Path:
-        """Run every unfinished stage; tables are rewritten after each fine-tuning. Returns ``results.csv``.
+        """Run every unfinished stage, holding ``out``'s run lock; tables are rewritten after each fine-tuning.
 
         Args:
             stop_after: stop after this many fine-tunings were run in this call (for tests and smoke runs).
-        """
-        from optidel.bench.tables import write_tables
 
-        self.out.mkdir(parents=True, exist_ok=True)
+        Returns:
+            ``out/results.csv``.
+
+        Raises:
+            RunFolderLocked: another process runs in ``out``.
+        """
+        with run_lock(self.out, command=self.command):
+            return self.run_unlocked(stop_after)
+
+    def run_unlocked(self, stop_after: int | None = None) -> Path:
+        """:meth:`run` for a caller that holds ``run_lock(out)`` itself (the demo, which also writes its data)."""
         handler = attach_run_log(self.out)
         try:
             save_config(self.cfg, self.out)
-            (self.out / "plan.json").write_text(json.dumps(self.plan(), indent=2) + "\n")
+            atomic_write_json(self.out / "plan.json", self.plan())
             n_run = 0
             for arm in self.all_arms():
                 self.run_arm(arm)
-                for dataset in self.cfg.datasets:
-                    for lf in self.cfg.label_fractions:
-                        cell = FinetuneCell(arm, dataset, float(lf))
-                        if is_done(self.finetune_dir(cell)):
-                            continue
-                        self.run_cell(cell)
-                        n_run += 1
-                        write_tables(self)
-                        if stop_after is not None and n_run >= stop_after:
-                            return self.out / "results.csv"
-            return write_tables(self)
+                for cell in self.cells(arm):
+                    if self.layout.cell_done(cell):
+                        continue
+                    self.run_cell(cell)
+                    n_run += 1
+                    self.write_tables()
+                    if stop_after is not None and n_run >= stop_after:
+                        return self.out / "results.csv"
+            return self.write_tables()
         finally:
             detach_run_log(handler)
 
+    # -- tables --------------------------------------------------------------------------------------------------
+    def table_context(self) -> TableContext:
+        centres = {d: c for d in self.cfg.datasets if (c := read_centres(self.data_root / d))}
+        vinfo = {}
+        for arm in self.all_arms():
+            if arm.selects and (v := read_set_vinfo(self.layout.select_dir(arm))) is not None:
+                vinfo[(arm.label, arm.ratio, arm.seed)] = v
+        return TableContext(self.cfg.name, self.cfg.n_boot, centres, vinfo)
 
-def with_overrides(cfg: BenchmarkConfig, **changes: Any) -> BenchmarkConfig:
-    return dataclasses.replace(cfg, **changes)
+    def rows(self) -> list[dict[str, Any]]:
+        return collect_rows(self.layout, self.finetune_cells())
+
+    def write_tables(self) -> Path:
+        """Rewrite ``results.csv``, ``results.md`` and ``plots/`` from every finished fine-tuning."""
+        return write_tables(self.out, self.rows(), self.table_context())

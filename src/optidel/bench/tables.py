@@ -1,309 +1,379 @@
-"""Benchmark tables: ``results.csv`` (one row per fine-tuning), ``results.md`` (means, NormDEL, paired CIs), plots."""
+"""Benchmark tables: ``results.csv`` (one row per fine-tuning) and ``results.md`` (means, NormDEL, paired CIs).
+
+``results.md`` holds, per SSL method and label fraction: a table per dataset (mean +- s.d. over seeds, NormDEL,
+paired bootstrap differences to random init, random selection and full-pool pre-training), whether the dataset is
+*informative* (:func:`informativeness`), the average over the informative datasets only (with paired CIs), the
+per-centre mIoU of datasets that name their centres (PolypGen's unseen centres), MAE beside SimCLR when the grid has
+both, and the V-information of each selected set beside its arm's mIoU. Everything is computed from result rows
+(:mod:`optidel.bench.results`); this module reads no run folder but the per-image counts those rows point to.
+"""
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
-import json
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from optidel.metrics.bootstrap import Interval, paired_miou_difference
+from optidel.bench.grid import FULL, RANDOM_INIT
+from optidel.bench.plots import write_plots
+from optidel.bench.results import COLUMNS, PRIOR, REFERENCE_METHODS, per_image_counts
+from optidel.metrics.bootstrap import (
+    Interval,
+    mean_paired_miou_difference,
+    miou_from_counts,
+    paired_miou_difference,
+)
 from optidel.metrics.normdel import normdel
+from optidel.metrics.vinfo import vinfo_miou_rank_correlation
 from optidel.runtime.atomic import atomic_write_text
-from optidel.runtime.run_dir import is_done
 
-if TYPE_CHECKING:
-    from optidel.bench.runner import BenchmarkRunner
-
-COLUMNS = [
-    "method",
-    "ratio",
-    "ssl",
-    "seed",
-    "arch",
-    "dataset",
-    "label_fraction",
-    "miou",
-    "iou_fg",
-    "dice_fg",
-    "normdel",
-    "floor_all_background",
-    "floor_all_foreground",
-    "floor_mean_mask_prior",
-    "pretrain_images",
-    "pretrain_steps",
-    "run_dir",
-]
-REFERENCE_METHODS = ("random-init", "mean-mask prior")
+BASELINES = (RANDOM_INIT, "random", FULL)
+Rows = list[dict[str, Any]]
+CountPairs = list[tuple[np.ndarray, np.ndarray]]
+# (method, ratio, seed) -> the selected set's V-information in nats (from the selection's vinfo.json)
+SetVInfo = Mapping[tuple[str, float, int], float]
 
 
-def _pretrain_info(runner: BenchmarkRunner, arm) -> tuple[int | None, int | None]:
-    if arm.method == "random-init":
-        return 0, 0
-    d = runner.pretrain_dir(arm)
-    try:
-        done = json.loads((d / "DONE").read_text() or "{}")
-    except (OSError, json.JSONDecodeError):
-        done = {}
-    n = done.get("n_images")
-    steps = done.get("steps")
-    return n, steps
+@functools.lru_cache(maxsize=4096)
+def _counts(run_dir: str) -> dict[str, np.ndarray] | None:
+    return per_image_counts(run_dir)
 
 
-def collect_rows(runner: BenchmarkRunner) -> list[dict[str, Any]]:
-    """One row per finished fine-tuning, plus one ``mean-mask prior`` reference row per (dataset, fraction, seed)."""
-    rows = []
-    priors: dict[tuple[str, float, int], dict[str, Any]] = {}
-    for cell in runner.finetune_cells():
-        d = runner.finetune_dir(cell)
-        if not is_done(d):
-            continue
-        m = json.loads((d / "metrics.json").read_text())
-        arm = cell.arm
-        floors = m.get("floors", {})
-        n_img, steps = _pretrain_info(runner, arm)
-        ratio = 0.0 if arm.method == "random-init" else arm.ratio
-        row = {
-            "method": arm.method,
-            "ratio": ratio,
-            "ssl": "-" if arm.method == "random-init" else arm.ssl,
-            "seed": arm.seed,
-            "arch": m.get("encoder", {}).get("arch", arm.arch),
-            "dataset": cell.dataset,
-            "label_fraction": cell.label_fraction,
-            "miou": m["test"]["miou"],
-            "iou_fg": m["test"]["iou_fg"],
-            "dice_fg": m["test"]["dice_fg"],
-            "normdel": float(normdel(m["test"]["miou"], ratio))
-            if arm.method != "random-init"
-            else float("nan"),
-            "floor_all_background": floors.get("all-background", {}).get("miou"),
-            "floor_all_foreground": floors.get("all-foreground", {}).get("miou"),
-            "floor_mean_mask_prior": floors.get("mean-mask prior", {}).get("miou"),
-            "pretrain_images": n_img,
-            "pretrain_steps": steps,
-            "run_dir": str(d),
-        }
-        rows.append(row)
-        key = (cell.dataset, cell.label_fraction, arm.seed)
-        if key not in priors and row["floor_mean_mask_prior"] is not None:
-            prior = floors["mean-mask prior"]
-            priors[key] = {
-                **{c: None for c in COLUMNS},
-                "method": "mean-mask prior",
-                "ratio": 0.0,
-                "ssl": "-",
-                "seed": arm.seed,
-                "arch": "-",
-                "dataset": cell.dataset,
-                "label_fraction": cell.label_fraction,
-                "miou": prior.get("miou"),
-                "iou_fg": prior.get("iou_fg"),
-                "dice_fg": prior.get("dice_fg"),
-                "normdel": float("nan"),
-                "run_dir": str(d),
-            }
-    return rows + list(priors.values())
+def _runs(rows: Rows, method: str, ratio: float, dataset: str, ssl: str, lf: float) -> dict[int, str]:
+    """{seed: run folder} of one arm on one dataset (the mean-mask prior has no SSL method)."""
+    want_ssl = "-" if method == PRIOR else ssl
+    return {
+        r["seed"]: r["run_dir"]
+        for r in rows
+        if (r["method"], r["ratio"], r["dataset"], r["ssl"], r["label_fraction"])
+        == (method, ratio, dataset, want_ssl, lf)
+    }
 
 
-def per_image_counts(run_dir: str | Path) -> dict[str, np.ndarray] | None:
-    """{image id: (4,) tp, fp, fn, tn} from a fine-tuning's ``per_image.csv`` (None when it has no counts)."""
-    p = Path(run_dir) / "per_image.csv"
-    if not p.is_file():
+def _baseline_ratio(rows: Rows, baseline: str, ratio: float) -> float | None:
+    """The ratio a method at ``ratio`` is compared with: random at the same ratio, full at 1, random init at 0."""
+    if baseline == RANDOM_INIT:
+        return 0.0
+    if baseline == FULL:
+        return 1.0
+    return ratio if any(r["method"] == baseline and r["ratio"] == ratio for r in rows) else None
+
+
+def paired_counts(a_runs: dict[int, str], b_runs: dict[int, str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(S, I, 4) counts of both arms on their common seeds and test images, or None when a run lacks counts."""
+    seeds = sorted(set(a_runs) & set(b_runs))
+    if not seeds:
         return None
-    with open(p, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"tp", "fp", "fn", "tn"} <= set(reader.fieldnames):
-            return None
-        return {r["id"]: np.array([int(r[k]) for k in ("tp", "fp", "fn", "tn")]) for r in reader}
+    a_counts = [_counts(a_runs[s]) for s in seeds]
+    b_counts = [_counts(b_runs[s]) for s in seeds]
+    if any(c is None for c in a_counts + b_counts):
+        return None
+    ids = sorted(set.intersection(*(set(c) for c in a_counts + b_counts)))  # type: ignore[arg-type]
+    if not ids:
+        return None
+    return (
+        np.stack([[c[i] for i in ids] for c in a_counts]),  # type: ignore[index]
+        np.stack([[c[i] for i in ids] for c in b_counts]),  # type: ignore[index]
+    )
 
 
-def compare(
-    rows: list[dict[str, Any]], method: str, ratio: float, baseline: str, n_boot: int
-) -> dict[tuple[str, str, float], Interval | None]:
-    """Paired bootstrap mIoU(method) - mIoU(baseline) per (dataset, ssl, label fraction), over seeds and images."""
-    by_key: dict[tuple, dict[int, str]] = defaultdict(dict)
-    for r in rows:
-        if r["method"] == "mean-mask prior":  # no model, no per-image counts of its own
-            continue
-        by_key[(r["method"], r["ratio"], r["dataset"], r["ssl"], r["label_fraction"])][r["seed"]] = r[
-            "run_dir"
-        ]
-    out: dict[tuple[str, str, float], Interval | None] = {}
-    for (m, rt, ds, ssl, lf), runs in by_key.items():
-        if m != method or rt != ratio:
-            continue
-        base_ssl = "-" if baseline == "random-init" else ssl  # random init has no SSL method
-        base = [k for k in by_key if k[0] == baseline and k[2:] == (ds, base_ssl, lf)]
-        if not base:
-            continue
-        base_runs = by_key[base[0]]
-        seeds = sorted(set(runs) & set(base_runs))
-        if not seeds:
-            out[(ds, ssl, lf)] = None
-            continue
-        a_counts = [per_image_counts(runs[s]) for s in seeds]
-        b_counts = [per_image_counts(base_runs[s]) for s in seeds]
-        if any(c is None for c in a_counts + b_counts):
-            out[(ds, ssl, lf)] = None
-            continue
-        ids = sorted(set.intersection(*(set(c) for c in a_counts + b_counts)))
-        a = np.stack([[c[i] for i in ids] for c in a_counts])
-        b = np.stack([[c[i] for i in ids] for c in b_counts])
-        out[(ds, ssl, lf)] = paired_miou_difference(a, b, n_boot=n_boot)
+def comparison_pairs(
+    rows: Rows, method: str, ratio: float, baseline: str, ssl: str, lf: float, datasets: list[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{dataset: paired counts} of ``method`` at ``ratio`` against ``baseline`` (datasets where both ran)."""
+    b_ratio = _baseline_ratio(rows, baseline, ratio)
+    if b_ratio is None or (method, ratio) == (baseline, b_ratio):
+        return {}
+    out = {}
+    for ds in datasets:
+        pair = paired_counts(
+            _runs(rows, method, ratio, ds, ssl, lf), _runs(rows, baseline, b_ratio, ds, ssl, lf)
+        )
+        if pair is not None:
+            out[ds] = pair
     return out
+
+
+@dataclass(frozen=True)
+class Informativeness:
+    """Whether full-pool pre-training beats random init on a dataset by more than twice the seed s.d.
+
+    Attributes:
+        informative: the verdict (False also when it cannot be decided).
+        reason: one line for the table.
+        gap: mean(full) - mean(random init), or None.
+    """
+
+    informative: bool
+    reason: str
+    gap: float | None = None
+
+
+def informativeness(rows: Rows, dataset: str, ssl: str, lf: float) -> Informativeness:
+    """A dataset is informative when full-pool pre-training's mean mIoU exceeds random init's by more than twice the
+    larger of the two arms' seed standard deviations (the criterion of BENCHMARKS.md, "A regime with signal").
+
+    Undecidable (so excluded, with the reason) without a full-pool arm, a random-init arm, or two seeds of each.
+    """
+    full = [
+        r["miou"]
+        for r in rows
+        if (r["method"], r["dataset"], r["ssl"], r["label_fraction"]) == (FULL, dataset, ssl, lf)
+    ]
+    init = [
+        r["miou"]
+        for r in rows
+        if (r["method"], r["dataset"], r["ssl"], r["label_fraction"]) == (RANDOM_INIT, dataset, ssl, lf)
+    ]
+    if not full or not init:
+        missing = "full-pool" if not full else "random-init"
+        return Informativeness(
+            False, f"not decided: no {missing} run, so no evidence that pre-training matters here"
+        )
+    gap = float(np.mean(full) - np.mean(init))
+    if min(len(full), len(init)) < 2:
+        return Informativeness(
+            False, f"not decided: full - random init = {gap:+.3f} from one seed (no spread)", gap
+        )
+    sd = max(float(np.std(full, ddof=1)), float(np.std(init, ddof=1)))
+    if gap > 2 * sd:
+        return Informativeness(
+            True, f"informative: full - random init = {gap:+.3f} > 2 x seed s.d. ({2 * sd:.3f})", gap
+        )
+    return Informativeness(
+        False, f"not informative: full - random init = {gap:+.3f} <= 2 x seed s.d. ({2 * sd:.3f})", gap
+    )
 
 
 def _fmt(x: float | None, nd: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
 
 
-def _ci(iv: Interval | None) -> str:
+def ci_text(iv: Interval | None) -> str:
+    """``+0.012 [-0.003, +0.027]`` with `` *`` when the interval excludes 0; ``-`` for no comparison."""
     if iv is None:
         return "-"
     star = " *" if iv.excludes_zero() else ""
     return f"{iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}]{star}"
 
 
-def results_markdown(rows: list[dict[str, Any]], name: str, n_boot: int = 2000) -> str:
-    """Per dataset and averaged: mean +- std over seeds of miou, NormDEL, differences to random init, random, full."""
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["dataset"], r["ssl"], r["label_fraction"], r["method"], r["ratio"])].append(r)
+def mean_sd(values: list[float]) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f}" + (f" +- {v.std(ddof=1):.3f}" if len(v) > 1 else "")
+
+
+def _arms(rows: Rows) -> list[tuple[str, float]]:
+    """(method, ratio) of every pre-trained arm, then the reference rows."""
     methods = sorted({(r["method"], r["ratio"]) for r in rows if r["method"] not in REFERENCE_METHODS})
-    comps = {
-        (m, rt, b): compare(rows, m, rt, b, n_boot)
-        for m, rt in methods
-        for b in ("random-init", "random", "full")
-        if m != b
-    }
-    random_ratio = {rt for m, rt in methods if m == "random"}
-    lines = [f"# Benchmark results: {name}", ""]
-    lines.append(
-        "miou = mean IoU over {background, foreground} on each test set (mean +- std over seeds, n = seeds). "
-        "NormDEL = 100 / (1 + exp(-miou * exp(-ratio))). Differences are paired bootstrap estimates over seeds and "
-        "test images with 95% intervals (* = the interval excludes 0). Reference rows: random init (no "
-        "pre-training) and the mean-mask prior (no model)."
+    return methods + [(m, 0.0) for m in REFERENCE_METHODS]
+
+
+def _arm_rows(rows: Rows, method: str, ratio: float, ds: str, ssl: str, lf: float) -> Rows:
+    want_ssl = "-" if method == PRIOR else ssl
+    return [
+        r
+        for r in rows
+        if (r["method"], r["ratio"], r["dataset"], r["ssl"], r["label_fraction"])
+        == (method, ratio, ds, want_ssl, lf)
+    ]
+
+
+def dataset_table(rows: Rows, ds: str, ssl: str, lf: float, n_boot: int) -> list[str]:
+    """One dataset's table: an arm per line, mean +- s.d. over seeds, NormDEL, paired CIs to the baselines."""
+    lines = [
+        "| method | ratio | n | miou | NormDEL | vs random init | vs random | vs full |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m, rt in _arms(rows):
+        rs = _arm_rows(rows, m, rt, ds, ssl, lf)
+        if not rs:
+            continue
+        nd = np.array([r["normdel"] for r in rs], float)
+        cis = []
+        for b in BASELINES:
+            pair = None if m in REFERENCE_METHODS else comparison_pairs(rows, m, rt, b, ssl, lf, [ds]).get(ds)
+            cis.append(ci_text(paired_miou_difference(*pair, n_boot=n_boot) if pair else None))
+        nd_text = _fmt(float(np.nanmean(nd)) if np.isfinite(nd).any() else None, 2)
+        lines.append(
+            f"| {m} | {rt:g} | {len(rs)} | {mean_sd([r['miou'] for r in rs])} | {nd_text} | "
+            + " | ".join(cis)
+            + " |"
+        )
+    return lines
+
+
+def average_table(rows: Rows, datasets: list[str], ssl: str, lf: float, n_boot: int) -> list[str]:
+    """The average over ``datasets`` (the informative ones): mean mIoU, NormDEL, and paired CIs of the average."""
+    lines = [
+        "| method | ratio | datasets | mean miou | NormDEL | vs random init | vs random | vs full |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m, rt in _arms(rows):
+        means = [
+            np.mean([r["miou"] for r in _arm_rows(rows, m, rt, ds, ssl, lf)] or [np.nan]) for ds in datasets
+        ]
+        if not datasets or np.isnan(means).any():
+            continue
+        mean = float(np.mean(means))
+        cis = []
+        for b in BASELINES:
+            pairs = {} if m in REFERENCE_METHODS else comparison_pairs(rows, m, rt, b, ssl, lf, datasets)
+            ok = len(pairs) == len(datasets)
+            cis.append(
+                ci_text(mean_paired_miou_difference(list(pairs.values()), n_boot=n_boot) if ok else None)
+            )
+        nd = _fmt(float(normdel(mean, rt)), 2) if m not in REFERENCE_METHODS else "-"
+        lines.append(f"| {m} | {rt:g} | {len(datasets)} | {mean:.3f} | {nd} | " + " | ".join(cis) + " |")
+    return lines
+
+
+def centre_miou(run_dir: str, centres: Mapping[str, str]) -> dict[str, float]:
+    """{centre: mIoU} of one fine-tuning, from its per-image counts summed over each centre's test images."""
+    counts = _counts(run_dir)
+    if counts is None:
+        return {}
+    by_centre: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(4))
+    for i, c in counts.items():
+        if i in centres:
+            by_centre[centres[i]] += c
+    return {c: float(miou_from_counts(v)) for c, v in sorted(by_centre.items())}
+
+
+def centre_table(rows: Rows, ds: str, ssl: str, lf: float, centres: Mapping[str, str]) -> list[str]:
+    """mIoU per centre of ``ds``'s test images (mean +- s.d. over seeds), one arm per line; [] without counts."""
+    per_arm: dict[tuple[str, float], list[dict[str, float]]] = {}
+    for m, rt in _arms(rows):
+        if m == PRIOR:  # no predictions of its own
+            continue
+        vals = [centre_miou(r["run_dir"], centres) for r in _arm_rows(rows, m, rt, ds, ssl, lf)]
+        vals = [v for v in vals if v]
+        if vals:
+            per_arm[(m, rt)] = vals
+    names = sorted({c for vals in per_arm.values() for v in vals for c in v})
+    if not names:
+        return []
+    lines = ["| method | ratio | n | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for (m, rt), vals in per_arm.items():
+        cells = [mean_sd([v[c] for v in vals if c in v]) if any(c in v for v in vals) else "-" for c in names]
+        lines.append(f"| {m} | {rt:g} | {len(vals)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def ssl_side_by_side(rows: Rows, lf: float, datasets: list[str]) -> list[str]:
+    """Each (method, ratio) pre-trained with every SSL method of the grid, side by side (mean mIoU over seeds)."""
+    ssls = sorted(
+        {r["ssl"] for r in rows if r["method"] not in REFERENCE_METHODS and r["label_fraction"] == lf}
     )
-    datasets = sorted({r["dataset"] for r in rows})
-    settings = sorted({(r["ssl"], r["label_fraction"]) for r in rows if r["ssl"] != "-"})
-    for ssl, lf in settings:
-        lines += ["", f"## {ssl}, label fraction {lf:g}", ""]
-        avg: dict[tuple[str, float], list[float]] = defaultdict(list)
+    if len(ssls) < 2:
+        return []
+    lines = ["| method | ratio | dataset | " + " | ".join(ssls) + " |", "|---|---|---|" + "---|" * len(ssls)]
+    for m, rt in _arms(rows):
+        if m in REFERENCE_METHODS:
+            continue
         for ds in datasets:
-            lines += [
-                f"### {ds}",
-                "",
-                "| method | ratio | n | miou | NormDEL | vs random init | vs random | vs full |",
-                "|---|---|---|---|---|---|---|---|",
+            cells = [
+                mean_sd([r["miou"] for r in rs]) if (rs := _arm_rows(rows, m, rt, ds, s, lf)) else "-"
+                for s in ssls
             ]
-            keys = [(m, rt) for m, rt in methods] + [(m, 0.0) for m in REFERENCE_METHODS]
-            for m, rt in keys:
-                rs = groups.get((ds, ssl if m not in REFERENCE_METHODS else "-", lf, m, rt), [])
-                if not rs:
-                    continue
-                mi = np.array([r["miou"] for r in rs], float)
-                nd = np.array([r["normdel"] for r in rs], float)
-                vs_i, vs_r, vs_f = (
-                    None if m in REFERENCE_METHODS else comps.get((m, rt, b), {}).get((ds, ssl, lf))
-                    for b in ("random-init", "random", "full")
-                )
-                if m == "random" and rt in random_ratio:
-                    vs_r = None
-                std = f" +- {mi.std(ddof=1):.3f}" if len(mi) > 1 else ""
-                lines.append(
-                    f"| {m} | {rt:g} | {len(mi)} | {mi.mean():.3f}{std} | {_fmt(float(np.nanmean(nd)) if np.isfinite(nd).any() else None, 2)} "
-                    f"| {_ci(vs_i)} | {_ci(vs_r)} | {_ci(vs_f)} |"
-                )
-                avg[(m, rt)].append(float(mi.mean()))
-            lines.append("")
-        if len(datasets) > 1:
-            lines += [
-                "### average over datasets",
-                "",
-                "| method | ratio | datasets | mean miou | NormDEL |",
-                "|---|---|---|---|---|",
-            ]
-            for (m, rt), vals in avg.items():
-                if len(vals) != len(datasets):
-                    continue
-                mean = float(np.mean(vals))
-                nd = _fmt(float(normdel(mean, rt)), 2) if m not in REFERENCE_METHODS else "-"
-                lines.append(f"| {m} | {rt:g} | {len(vals)} | {mean:.3f} | {nd} |")
-            lines.append("")
+            if sum(c != "-" for c in cells) > 1:
+                lines.append(f"| {m} | {rt:g} | {ds} | " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
+def vinfo_table(rows: Rows, set_vinfo: SetVInfo, ds: str, ssl: str, lf: float, n_boot: int) -> list[str]:
+    """Per selected set: its V-information (nats, from its selection's ``vinfo.json``) beside its arm's mIoU on
+    ``ds``, and Spearman's rho between the two with a bootstrap interval over sets
+    (:func:`optidel.metrics.vinfo.vinfo_miou_rank_correlation`)."""
+    pts = [
+        (r["method"], r["ratio"], r["seed"], set_vinfo[(r["method"], r["ratio"], r["seed"])], r["miou"])
+        for r in rows
+        if (r["dataset"], r["ssl"], r["label_fraction"]) == (ds, ssl, lf)
+        and (r["method"], r["ratio"], r["seed"]) in set_vinfo
+    ]
+    if len(pts) < 2:
+        return []
+    lines = ["| method | ratio | seed | I_V of the set (nats) | miou |", "|---|---|---|---|---|"]
+    lines += [f"| {m} | {rt:g} | {s} | {v:.3f} | {mi:.3f} |" for m, rt, s, v, mi in sorted(pts)]
+    if len(pts) >= 3:
+        corr = vinfo_miou_rank_correlation([p[3] for p in pts], [p[4] for p in pts], n_boot=n_boot)
+        lines += ["", f"Spearman's rank correlation between I_V and mIoU over these sets: {corr}."]
+    else:
+        lines += ["", "Rank correlation: needs at least 3 selected sets."]
+    return lines
+
+
+@dataclass(frozen=True)
+class TableContext:
+    """What the tables need beyond the rows.
+
+    Attributes:
+        name: the benchmark's name (title).
+        n_boot: bootstrap replicates.
+        centres: {dataset: {image id: centre}} for datasets that name their centres.
+        set_vinfo: per selected set, its V-information (see :data:`SetVInfo`).
+    """
+
+    name: str
+    n_boot: int = 2000
+    centres: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    set_vinfo: SetVInfo | None = None
+
+
+HEADER = (
+    "miou = mean IoU over {background, foreground} on each test set (mean +- s.d. over seeds, n = seeds). "
+    "NormDEL = 100 / (1 + exp(-miou * exp(-ratio))). Differences are paired bootstrap estimates over seeds and "
+    "test images with 95% intervals (* = the interval excludes 0). Reference rows: random init (no pre-training) "
+    "and the mean-mask prior (no model). A dataset is informative when full-pool pre-training beats random init "
+    "by more than twice the larger seed s.d.; only informative datasets enter the average."
+)
+
+
+def _section(rows: Rows, ssl: str, lf: float, ctx: TableContext) -> list[str]:
+    datasets = sorted({r["dataset"] for r in rows})
+    lines = ["", f"## {ssl}, label fraction {lf:g}", ""]
+    verdicts = {ds: informativeness(rows, ds, ssl, lf) for ds in datasets}
+    for ds in datasets:
+        lines += [f"### {ds}", "", f"_{verdicts[ds].reason}_", ""]
+        lines += dataset_table(rows, ds, ssl, lf, ctx.n_boot) + [""]
+        if ds in ctx.centres and (t := centre_table(rows, ds, ssl, lf, ctx.centres[ds])):
+            lines += [f"#### {ds}: mIoU per centre of the test split", ""] + t + [""]
+        if ctx.set_vinfo and (t := vinfo_table(rows, ctx.set_vinfo, ds, ssl, lf, ctx.n_boot)):
+            lines += [f"#### {ds}: V-information of each selected set and its mIoU", ""] + t + [""]
+    kept = [ds for ds in datasets if verdicts[ds].informative]
+    lines += ["### average over the informative datasets", ""]
+    for ds in datasets:
+        if not verdicts[ds].informative:
+            lines.append(f"- excluded: {ds} ({verdicts[ds].reason})")
+    if kept:
+        lines += ["", f"Averaged over: {', '.join(kept)}.", ""] + average_table(
+            rows, kept, ssl, lf, ctx.n_boot
+        )
+    else:
+        lines += ["", "No informative dataset in this setting: no average is shown."]
+    return lines + [""]
+
+
+def results_markdown(rows: Rows, ctx: TableContext) -> str:
+    """The whole ``results.md``: a section per (SSL method, label fraction), then MAE vs SimCLR when both ran."""
+    lines = [f"# Benchmark results: {ctx.name}", "", HEADER]
+    settings = sorted({(r["ssl"], r["label_fraction"]) for r in rows if r["method"] not in REFERENCE_METHODS})
+    for ssl, lf in settings:
+        lines += _section(rows, ssl, lf, ctx)
+    datasets = sorted({r["dataset"] for r in rows})
+    for lf in sorted({lf for _, lf in settings}):
+        if t := ssl_side_by_side(rows, lf, datasets):
+            lines += [f"## SSL methods side by side, label fraction {lf:g}", ""] + t + [""]
     return "\n".join(lines) + "\n"
 
 
-def write_plots(rows: list[dict[str, Any]], folder: Path) -> list[Path]:
-    """``miou_per_method.png`` (bars +- std per dataset) and ``miou_vs_ratio.png`` (lines per method)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    datasets = sorted({r["dataset"] for r in rows})
-    arms = sorted(
-        {(r["method"], r["ratio"], r["ssl"]) for r in rows}, key=lambda a: (a[0] in REFERENCE_METHODS, a)
-    )
-    if not datasets or not arms:
-        return written
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets) * max(1, len(arms)) / 3), 4))
-    width = 0.8 / len(arms)
-    for j, (m, rt, ssl) in enumerate(arms):
-        means, stds = [], []
-        for ds in datasets:
-            v = [
-                r["miou"]
-                for r in rows
-                if (r["method"], r["ratio"], r["ssl"], r["dataset"]) == (m, rt, ssl, ds)
-            ]
-            means.append(np.mean(v) if v else np.nan)
-            stds.append(np.std(v, ddof=1) if len(v) > 1 else 0)
-        label = m if m in REFERENCE_METHODS else f"{m} {rt:g} ({ssl})"
-        ax.bar(np.arange(len(datasets)) + j * width, means, width, yerr=stds, label=label, capsize=2)
-    ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, datasets)
-    ax.set_ylabel("test mIoU")
-    lo = np.nanmin([r["miou"] for r in rows])
-    ax.set_ylim(max(0, lo - 0.05), None)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("mIoU per method and dataset (mean +- std over seeds)")
-    fig.tight_layout()
-    p = folder / "miou_per_method.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    written.append(p)
-
-    ratios = sorted({r["ratio"] for r in rows if r["method"] not in REFERENCE_METHODS})
-    if len(ratios) > 1:
-        fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.5), squeeze=False)
-        for ax, ds in zip(axes[0], datasets, strict=True):
-            for m in sorted({r["method"] for r in rows if r["method"] not in REFERENCE_METHODS}):
-                pts = sorted((r["ratio"], r["miou"]) for r in rows if r["method"] == m and r["dataset"] == ds)
-                if not pts:
-                    continue
-                xs = sorted({x for x, _ in pts})
-                ys = [np.mean([y for x2, y in pts if x2 == x]) for x in xs]
-                ax.plot(xs, ys, marker="o", label=m)
-            ax.set_xscale("log")
-            ax.set_xlabel("retained ratio")
-            ax.set_title(ds)
-        axes[0][0].set_ylabel("test mIoU")
-        axes[0][-1].legend(fontsize=7)
-        fig.tight_layout()
-        p = folder / "miou_vs_ratio.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
-    return written
-
-
-def rows_csv(rows: list[dict[str, Any]]) -> str:
+def rows_csv(rows: Rows) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -312,12 +382,12 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_tables(runner: BenchmarkRunner) -> Path:
-    """Rewrite ``results.csv``, ``results.md`` and ``plots/`` from every finished fine-tuning."""
-    rows = collect_rows(runner)
-    out = runner.out
+def write_tables(out: str | Path, rows: Rows, ctx: TableContext) -> Path:
+    """Rewrite ``out/results.csv``, ``out/results.md`` and ``out/plots/``; returns the csv's path."""
+    out = Path(out)
+    _counts.cache_clear()  # per-image files may have been rewritten since the last call
     atomic_write_text(out / "results.csv", rows_csv(rows))
-    atomic_write_text(out / "results.md", results_markdown(rows, runner.cfg.name, runner.cfg.n_boot))
+    atomic_write_text(out / "results.md", results_markdown(rows, ctx))
     if rows:
         write_plots(rows, out / "plots")
     return out / "results.csv"

@@ -1,8 +1,10 @@
 """Decoded, resized images cached as one ``uint8`` array per (file list, size), so many epochs are cheap.
 
 Arrays live in ``$OPTIDEL_CACHE`` (default ``~/.cache/optidel``) under ``arrays/<key>.npy``, where the key hashes the
-resolved paths, their sizes and modification times, the target size and the kind (image or mask). They are
-memory-mapped on load, written atomically, and rebuilt automatically when any file changes.
+resolved paths (locators of slices, frames and tiles: the file and the item with its window), their sizes and
+modification times, the target size and the kind (image or mask). They are written row by row into a memory-mapped
+file (a pool of 10k slices is never held in memory: items are decoded one at a time, once), renamed into place when
+complete, memory-mapped on load, and rebuilt automatically when any file changes.
 Resizing stretches to a square ``size x size`` (antialiased bicubic for images; area-average then > 0.5 for masks).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,13 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from optidel.data.image import ImageDecodeError, load_rgb, resize_mask, resize_rgb
+from optidel.data.errors import ImageDecodeError
+from optidel.data.image import load_rgb, resize_mask, resize_rgb
 from optidel.data.segmentation import load_mask
+from optidel.data.sources.locator import parse_locator
 from optidel.log import logger
-from optidel.runtime.atomic import atomic_save_npy, atomic_write_json
+from optidel.runtime.atomic import atomic_write_json
 from optidel.runtime.progress import track
 
-CACHE_VERSION = 1
+CACHE_VERSION = 1  # image stacks
+MASK_CACHE_VERSION = (
+    2  # mask stacks: 2 = label masks (0/1 ...) read as non-zero foreground (segmentation.load_mask)
+)
 
 
 def cache_root() -> Path:
@@ -47,11 +55,41 @@ class ArrayStack:
 
 
 def _key(paths: Sequence[Path], size: int, kind: str) -> str:
-    h = hashlib.sha1(f"v{CACHE_VERSION}:{kind}:{size}".encode())
+    version = CACHE_VERSION if kind == "image" else MASK_CACHE_VERSION
+    h = hashlib.sha1(f"v{version}:{kind}:{size}".encode())
     for p in paths:
-        st = p.stat()
-        h.update(f"\n{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+        loc = parse_locator(p)
+        if loc is None:  # plain files: the key is the one they always had
+            st = p.stat()
+            h.update(f"\n{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+        else:
+            st = loc.file.stat()
+            h.update(f"\n{loc.file.resolve()}::{loc.item}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:24]
+
+
+def _row_file(root: Path, key: str, n: int, shape: tuple[int, ...], dtype: type) -> tuple[Path, np.ndarray]:
+    """A fresh memory-mapped ``.npy`` under ``root`` (a temporary name) with ``n`` rows of ``shape``."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{key}.{uuid.uuid4().hex[:8]}.npy.tmp"
+    return tmp, np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, *shape))
+
+
+def _finish_rows(root: Path, key: str, tmp: Path, arr: np.ndarray, n_kept: int) -> Path:
+    """Trim to the ``n_kept`` rows written (copying in chunks when files were left out) and rename into place."""
+    final = root / f"{key}.npy"
+    if n_kept < arr.shape[0]:
+        tmp2, small = _row_file(root, key, n_kept, arr.shape[1:], arr.dtype.type)
+        for i in range(0, n_kept, 256):
+            small[i : i + 256] = arr[i : min(i + 256, n_kept)]
+        small.flush()
+        del small
+        tmp.unlink(missing_ok=True)
+        tmp = tmp2
+    else:
+        arr.flush()
+    os.replace(tmp, final)
+    return final
 
 
 def _decode_one(path: Path, size: int, kind: str) -> np.ndarray:
@@ -72,7 +110,8 @@ def load_stack(
     """Decode, resize and stack ``paths`` (cached on disk; see module docstring).
 
     Args:
-        kind: ``image`` -> (N, S, S, 3) uint8 RGB; ``mask`` -> (N, S, S) bool (foreground > 127).
+        paths: files or locators (``optidel.data.sources.locator``).
+        kind: ``image`` -> (N, S, S, 3) uint8 RGB; ``mask`` -> (N, S, S) bool (``segmentation.load_mask``'s rule).
         strict: raise :class:`ImageDecodeError` on the first bad file instead of leaving it out.
     """
     if kind not in ("image", "mask"):
@@ -94,7 +133,11 @@ def load_stack(
 
     shape = (size, size, 3) if kind == "image" else (size, size)
     dtype = np.uint8 if kind == "image" else np.bool_
-    out = np.empty((len(paths), *shape), dtype)
+    tmp: Path | None = None
+    if use_cache:
+        tmp, out = _row_file(root, key, len(paths), shape, dtype)
+    else:
+        out = np.empty((len(paths), *shape), dtype)
     kept_idx: list[int] = []
     bad: list[tuple[Path, str]] = []
 
@@ -107,20 +150,25 @@ def load_stack(
             return i, None, e
 
     desc = description or f"decoding {len(paths)} {kind}s at {size}px"
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-        for i, arr, err in track(ex.map(work, range(len(paths))), desc, total=len(paths)):
-            if err is not None:
-                logger.warning("skipping %s: %s", err.path, err.reason)
-                bad.append((err.path, err.reason))
-                continue
-            out[len(kept_idx)] = arr
-            kept_idx.append(i)
-    out = out[: len(kept_idx)]
-    if use_cache:
-        root.mkdir(parents=True, exist_ok=True)
-        atomic_save_npy(npy, out)
-        atomic_write_json(
-            meta, {"kept": kept_idx, "bad": [[str(p), r] for p, r in bad], "size": size, "kind": kind}
-        )
-        out = np.load(npy, mmap_mode="r")
-    return ArrayStack(out, [paths[i] for i in kept_idx], bad)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+            for i, arr, err in track(ex.map(work, range(len(paths))), desc, total=len(paths)):
+                if err is not None:
+                    logger.warning("skipping %s: %s", err.path, err.reason)
+                    bad.append((err.path, err.reason))
+                    continue
+                out[len(kept_idx)] = arr
+                kept_idx.append(i)
+    except BaseException:
+        if tmp is not None:
+            del out
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp is None:
+        return ArrayStack(out[: len(kept_idx)], [paths[i] for i in kept_idx], bad)
+    _finish_rows(root, key, tmp, out, len(kept_idx))
+    del out
+    atomic_write_json(
+        meta, {"kept": kept_idx, "bad": [[str(p), r] for p, r in bad], "size": size, "kind": kind}
+    )
+    return ArrayStack(np.load(npy, mmap_mode="r"), [paths[i] for i in kept_idx], bad)

@@ -33,8 +33,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from optidel.data.archive import safe_extract
+from optidel.data.errors import ConversionError
 from optidel.log import logger
 from optidel.runtime.atomic import atomic_write_text
+
+__all__ = ["ConversionError", "ConversionSummary", "Converter", "packaged_test_ids"]  # ConversionError lives in errors
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif")
 COPY_EXTS = (".jpg", ".jpeg", ".png")
@@ -42,10 +46,6 @@ SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 
 IMAGE_DIR_NAMES = ("images", "image", "imgs", "img", "original")
 MASK_DIR_NAMES = ("masks", "mask", "ground truth", "groundtruth", "ground_truth", "gt", "labels", "label")
-
-
-class ConversionError(ValueError):
-    """The extracted archive (or folder) does not have the layout a converter expects."""
 
 
 @dataclass(frozen=True)
@@ -279,8 +279,6 @@ def convert_kvasir_instrument(src: Path, out: Path) -> ConversionSummary:
     the same safety checks as the outer archive. Masks become 0/255 PNGs; the official train/test lists give
     ``splits.csv``.
     """
-    from optidel.data.fetch import safe_extract  # late import: fetch imports the registry, which imports us
-
     tarballs = [t for t in sorted(src.rglob("*.tar.gz")) if not _is_junk(t.relative_to(src))]
     # the inner tarballs go to a scratch folder next to ``out``: ``src`` may be the user's own folder
     scratch = Path(tempfile.mkdtemp(prefix=".nested-", dir=out.parent))

@@ -9,9 +9,9 @@ in four steps:
 2. **Verify**: the sha256 of the file is compared with the registry's (or ``--sha256``). A mismatch deletes the
    download and raises :class:`FetchError` naming the file and both hashes. With no known hash, a warning gives the
    computed one so it can be pinned.
-3. **Extract** (:func:`safe_extract`): every entry of the zip/tar is checked before anything is written. Absolute
-   paths, ``..`` escapes, symbolic and hard links, device files, fifos and sockets raise
-   :class:`UnsafeArchiveError` naming the entry; nothing is extracted then.
+3. **Extract** (:func:`optidel.data.archive.safe_extract`): every entry of the zip/tar is checked before anything is
+   written (absolute paths, ``..`` escapes, links, device files raise :class:`UnsafeArchiveError` naming the entry),
+   and decompression bombs are refused by the bytes actually written (total and ratio limits).
 4. **Convert** into a temporary sibling folder ``root/.<name>.fetch-*/build``, check the result (every image has a
    mask with the same id), write a marker file, and rename it to ``root/<name>``.
 
@@ -25,22 +25,19 @@ import contextlib
 import hashlib
 import http.client
 import os
-import re
 import shutil
-import stat
-import tarfile
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urlparse
 from urllib.request import Request, urlopen
 
-from optidel.data.convert import IMAGE_EXTS, ConversionError, ConversionSummary
+from optidel.data.archive import archive_kind, safe_extract
+from optidel.data.convert import IMAGE_EXTS, ConversionSummary
+from optidel.data.errors import ConversionError, FetchError, ManualDownloadRequired, UnsafeArchiveError
 from optidel.data.registry import DatasetSpec, get_dataset
 from optidel.log import logger
 from optidel.runtime.atomic import atomic_write_json
@@ -49,19 +46,21 @@ DOWNLOADS_DIR = ".downloads"
 MARKER = ".optidel-dataset.json"
 USER_AGENT = "optidel-data-fetch/0.1"
 _CHUNK = 1 << 16
-_MAX_TOTAL_BYTES = 64 * 2**30
 
-
-class FetchError(RuntimeError):
-    """A download, checksum, archive or target-folder problem; the message names the file and the problem."""
-
-
-class UnsafeArchiveError(FetchError):
-    """An archive entry that would write outside the target, or is a link or a device file."""
-
-
-class ManualDownloadRequired(FetchError):
-    """The dataset has no direct public download; the message says where to get it and how to pass it in."""
+__all__ = [  # the archive and error names are re-exported: ``optidel.data.fetch`` stays their public home too
+    "ConversionError",
+    "FetchError",
+    "FetchResult",
+    "ManualDownloadRequired",
+    "UnsafeArchiveError",
+    "archive_kind",
+    "check_standard_layout",
+    "download",
+    "fetch_dataset",
+    "is_complete",
+    "safe_extract",
+    "sha256_file",
+]
 
 
 @dataclass(frozen=True)
@@ -219,139 +218,6 @@ def download(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# safe extraction
-
-
-def archive_kind(path: str | Path) -> Literal["zip", "tar"]:
-    """``"zip"`` or ``"tar"`` (any compression tarfile reads) by content, not by name.
-
-    Raises:
-        FetchError: RAR/7z (not readable by the standard library: extract it yourself and pass the folder) or an
-            unknown format.
-    """
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(b"Rar!") or head.startswith(b"7z\xbc\xaf\x27\x1c"):
-        kind = "RAR" if head.startswith(b"Rar!") else "7z"
-        raise FetchError(
-            f"{path}: is a {kind} archive, which optidel cannot open; extract it (unrar x / 7z x) and pass the "
-            "extracted folder with --archive"
-        )
-    if zipfile.is_zipfile(path):
-        return "zip"
-    if tarfile.is_tarfile(path):
-        return "tar"
-    raise FetchError(f"{path}: not a zip or tar archive (first bytes {head!r})")
-
-
-def _safe_relpath(name: str, archive: Path) -> PurePosixPath | None:
-    """The entry's path relative to the target, or ``None`` for the archive root; raises on unsafe names."""
-    if not name or "\x00" in name:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} has an empty name or a NUL byte")
-    norm = name.replace("\\", "/")
-    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} has an absolute path")
-    parts = [p for p in norm.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} escapes the target folder ('..')")
-    return PurePosixPath(*parts) if parts else None
-
-
-@dataclass(frozen=True)
-class _Entry:
-    rel: PurePosixPath
-    is_dir: bool
-    size: int
-    open: Callable[[], IO[bytes]]
-
-
-def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> list[_Entry]:
-    entries = []
-    for info in zf.infolist():
-        rel = _safe_relpath(info.filename, archive)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is a symbolic link")
-        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is a device file, fifo or socket")
-        if rel is not None:
-            entries.append(_Entry(rel, info.is_dir(), info.file_size, lambda info=info: zf.open(info)))
-    return entries
-
-
-def _tar_entries(tf: tarfile.TarFile, archive: Path) -> list[_Entry]:
-    entries = []
-    for m in tf.getmembers():
-        rel = _safe_relpath(m.name, archive)
-        if m.issym():
-            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is a symbolic link (to {m.linkname!r})")
-        if m.islnk():
-            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is a hard link (to {m.linkname!r})")
-        if m.isdev():
-            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is a device file or fifo")
-        if not (m.isfile() or m.isdir()):
-            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is not a regular file or folder")
-        if rel is not None:
-            entries.append(_Entry(rel, m.isdir(), m.size, lambda m=m: tf.extractfile(m)))  # type: ignore[arg-type,return-value]
-    return entries
-
-
-def safe_extract(archive: str | Path, target: str | Path, *, max_total_bytes: int = _MAX_TOTAL_BYTES) -> int:
-    """Extract a zip or tar(.gz/.bz2/.xz) archive into ``target`` after checking every entry.
-
-    All entries are checked before the first byte is written, so an unsafe archive leaves ``target`` untouched.
-    Files are written with mode 0o644 (archive permissions and owners are ignored).
-
-    Args:
-        archive: the archive file.
-        target: folder to extract into (created if missing).
-        max_total_bytes: refuse archives whose entries declare more bytes than this (decompression bombs).
-
-    Returns:
-        The number of files written.
-
-    Raises:
-        UnsafeArchiveError: an absolute path, a ``..`` escape, a link, a device file/fifo/socket, or too many bytes;
-            the message names the entry.
-        FetchError: the file is not a readable zip/tar archive.
-    """
-    archive, target = Path(archive), Path(target)
-    kind = archive_kind(archive)
-    try:
-        with contextlib.ExitStack() as stack:
-            if kind == "zip":
-                zf = stack.enter_context(zipfile.ZipFile(archive))
-                entries = _zip_entries(zf, archive)
-            else:
-                tf = stack.enter_context(tarfile.open(archive, "r:*"))
-                entries = _tar_entries(tf, archive)
-            total = sum(e.size for e in entries)
-            if total > max_total_bytes:
-                raise UnsafeArchiveError(
-                    f"{archive}: entries declare {total} bytes, over the {max_total_bytes} limit"
-                )
-            target.mkdir(parents=True, exist_ok=True)
-            root = target.resolve()
-            n_files = 0
-            for e in entries:
-                dst = root.joinpath(*e.rel.parts)
-                if not dst.resolve().is_relative_to(root):
-                    raise UnsafeArchiveError(f"{archive}: entry {str(e.rel)!r} resolves outside {root}")
-                if e.is_dir:
-                    dst.mkdir(parents=True, exist_ok=True)
-                    continue
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                with e.open() as src, open(dst, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-                os.chmod(dst, 0o644)
-                n_files += 1
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise FetchError(f"{archive}: corrupt or truncated archive ({exc})") from exc
-    return n_files
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # standard layout checks
 
 
@@ -458,96 +324,13 @@ def fetch_dataset(
     spec = get_dataset(name)
     root = Path(root).expanduser()
     target = root / spec.name
-    if target.exists() and not force:
-        if is_complete(target):
-            logger.info("%s is already complete; left alone (use --force to rebuild it)", target)
-            return FetchResult(spec.name, target, already_present=True, source=str(target))
-        raise FetchError(
-            f"{target} exists but is not a complete dataset folder (no {MARKER}, or images/ and masks/ do not pair "
-            "up); move it away or pass --force to rebuild it"
-        )
-
+    present = _existing(spec, target, force)
+    if present is not None:
+        return present
     expected = (sha256 or spec.sha256 or "").lower() or None
-    downloaded: Path | None = None
-    fresh_digest: str | None = None
-    if archive is not None:
-        source = Path(archive).expanduser()
-        if not source.exists():
-            raise FetchError(f"{source}: no such file or folder (given with --archive)")
-        source_label = str(source)
-    elif url is not None or (spec.download == "direct" and spec.urls):
-        source_label = url or spec.urls[0]
-        root.mkdir(parents=True, exist_ok=True)
-        source = root / DOWNLOADS_DIR / _archive_filename(spec, url)
-        if source.is_file():
-            logger.info("reusing the downloaded %s", source)
-        else:
-            try:
-                fresh_digest = download(
-                    source_label, source, expected_sha256=expected, timeout=timeout, progress=progress
-                )
-            except FetchError:
-                _remove_empty(source.parent)
-                raise
-        downloaded = source
-    else:
-        raise ManualDownloadRequired(spec.manual_message(str(root)))
-
-    digest: str | None = None
-    verified = False
-    notes: list[str] = []
-    if source.is_file():
-        digest = fresh_digest or sha256_file(source)
-        if expected is not None:
-            if digest != expected:
-                if downloaded is not None:
-                    source.unlink(missing_ok=True)
-                    _remove_empty(source.parent)
-                raise FetchError(
-                    f"{source}: sha256 mismatch: expected {expected}, got {digest}"
-                    + ("; the download was deleted" if downloaded is not None else "")
-                )
-            verified = True
-        else:
-            notes.append(f"no known sha256 for {spec.title}; computed sha256 of {source.name}: {digest}")
-            logger.warning("%s (pin it with --sha256)", notes[-1])
-
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{spec.name}.fetch-", dir=root))
-    keep_download = keep_archive
-    try:
-        if source.is_dir():
-            raw = source
-        else:
-            raw = work / "raw"
-            try:
-                safe_extract(source, raw)
-            except FetchError:
-                keep_download = False  # an unsafe or corrupt archive is not worth keeping
-                raise
-        build = work / "build"
-        build.mkdir()
-        try:
-            summary = spec.converter(raw, build)
-        except ConversionError as exc:
-            if downloaded is None:
-                raise
-            keep_download = True  # the archive may be fine; a rerun (after a fix) need not download it again
-            raise ConversionError(
-                f"{exc} (the download is kept at {downloaded} and reused by the next run)"
-            ) from exc
-        n_pairs = check_standard_layout(build)
-        notes.extend(summary.notes)
-        if spec.expected_pairs is not None and n_pairs != spec.expected_pairs:
-            notes.append(f"{n_pairs} pairs, the official release has {spec.expected_pairs}")
-            logger.warning("%s: %s", spec.name, notes[-1])
-        atomic_write_json(build / MARKER, _marker(spec, summary, n_pairs, source_label, digest, verified))
-        _swap_into_place(build, target, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if downloaded is not None and not keep_download:
-            downloaded.unlink(missing_ok=True)
-            _remove_empty(downloaded.parent)
+    src = _obtain(spec, root, archive, url, expected, timeout, progress)
+    digest, verified, notes = _verify(spec, src, expected)
+    summary, n_pairs = _build(spec, src, root, target, (digest, verified), notes, keep_archive)
     logger.info("%s: %d pairs in %s", spec.name, n_pairs, target)
     return FetchResult(
         spec.name,
@@ -556,11 +339,134 @@ def fetch_dataset(
         n_pairs=n_pairs,
         n_train=summary.n_train,
         n_test=summary.n_test,
-        source=source_label,
+        source=src.label,
         sha256=digest,
         sha256_verified=verified,
         notes=tuple(notes),
     )
+
+
+def _existing(spec: DatasetSpec, target: Path, force: bool) -> FetchResult | None:
+    """Step 0: a complete ``target`` is left alone (a result); an incomplete one is refused unless ``force``."""
+    if not target.exists() or force:
+        return None
+    if is_complete(target):
+        logger.info("%s is already complete; left alone (use --force to rebuild it)", target)
+        return FetchResult(spec.name, target, already_present=True, source=str(target))
+    raise FetchError(
+        f"{target} exists but is not a complete dataset folder (no {MARKER}, or images/ and masks/ do not pair "
+        "up); move it away or pass --force to rebuild it"
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where the data comes from: a local archive/folder, or a download (``downloaded`` set)."""
+
+    path: Path
+    label: str
+    downloaded: Path | None = None
+    fresh_digest: str | None = None
+
+
+def _obtain(
+    spec: DatasetSpec,
+    root: Path,
+    archive: str | Path | None,
+    url: str | None,
+    expected: str | None,
+    timeout: float,
+    progress: bool,
+) -> _Source:
+    """Step 1: take the local ``archive``, or download (resuming; reusing a finished download)."""
+    if archive is not None:
+        source = Path(archive).expanduser()
+        if not source.exists():
+            raise FetchError(f"{source}: no such file or folder (given with --archive)")
+        return _Source(source, str(source))
+    if url is None and not (spec.download == "direct" and spec.urls):
+        raise ManualDownloadRequired(spec.manual_message(str(root)))
+    label = url or spec.urls[0]
+    root.mkdir(parents=True, exist_ok=True)
+    source = root / DOWNLOADS_DIR / _archive_filename(spec, url)
+    fresh: str | None = None
+    if source.is_file():
+        logger.info("reusing the downloaded %s", source)
+    else:
+        try:
+            fresh = download(label, source, expected_sha256=expected, timeout=timeout, progress=progress)
+        except FetchError:
+            _remove_empty(source.parent)
+            raise
+    return _Source(source, label, source, fresh)
+
+
+def _verify(spec: DatasetSpec, src: _Source, expected: str | None) -> tuple[str | None, bool, list[str]]:
+    """Step 2: the archive's sha256 against the expected one (a mismatching download is deleted)."""
+    if not src.path.is_file():
+        return None, False, []
+    digest = src.fresh_digest or sha256_file(src.path)
+    if expected is None:
+        note = f"no known sha256 for {spec.title}; computed sha256 of {src.path.name}: {digest}"
+        logger.warning("%s (pin it with --sha256)", note)
+        return digest, False, [note]
+    if digest != expected:
+        if src.downloaded is not None:
+            src.path.unlink(missing_ok=True)
+            _remove_empty(src.path.parent)
+        raise FetchError(
+            f"{src.path}: sha256 mismatch: expected {expected}, got {digest}"
+            + ("; the download was deleted" if src.downloaded is not None else "")
+        )
+    return digest, True, []
+
+
+def _build(
+    spec: DatasetSpec,
+    src: _Source,
+    root: Path,
+    target: Path,
+    checksum: tuple[str | None, bool],
+    notes: list[str],
+    keep_archive: bool,
+) -> tuple[ConversionSummary, int]:
+    """Steps 3-4: extract into a scratch folder beside ``target``, convert, check, mark, swap into place."""
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{spec.name}.fetch-", dir=root))
+    keep_download = keep_archive
+    try:
+        raw = src.path
+        if not src.path.is_dir():
+            raw = work / "raw"
+            try:
+                safe_extract(src.path, raw)
+            except FetchError:
+                keep_download = False  # an unsafe or corrupt archive is not worth keeping
+                raise
+        build = work / "build"
+        build.mkdir()
+        try:
+            summary = spec.converter(raw, build)
+        except ConversionError as exc:
+            if src.downloaded is None:
+                raise
+            keep_download = True  # the archive may be fine; a rerun (after a fix) need not download it again
+            raise ConversionError(
+                f"{exc} (the download is kept at {src.downloaded} and reused by the next run)"
+            ) from exc
+        n_pairs = check_standard_layout(build)
+        notes.extend(summary.notes)
+        if spec.expected_pairs is not None and n_pairs != spec.expected_pairs:
+            notes.append(f"{n_pairs} pairs, the official release has {spec.expected_pairs}")
+            logger.warning("%s: %s", spec.name, notes[-1])
+        atomic_write_json(build / MARKER, _marker(spec, summary, n_pairs, src.label, *checksum))
+        _swap_into_place(build, target, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if src.downloaded is not None and not keep_download:
+            src.downloaded.unlink(missing_ok=True)
+            _remove_empty(src.downloaded.parent)
+    return summary, n_pairs
 
 
 def _marker(

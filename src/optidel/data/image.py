@@ -2,11 +2,17 @@
 
 Accepted: JPEG, PNG, TIFF (8/16/32-bit and float), BMP, GIF, WebP; grayscale, RGBA, LA, palette (with or without
 transparency) and CMYK. EXIF orientation is applied. Alpha is dropped (the colour channels are kept as stored).
+Pillow is the fast path; what it cannot decode, or would decode with a loss, goes to the source layer
+(``optidel.data.sources``): TIFFs Pillow rejects or would truncate (3 samples marked greyscale as in CVC-ClinicDB,
+more than 8 bits per sample in colour, OME-TIFF pages) through tifffile, DICOM through pydicom, NIfTI slices through
+nibabel, whole-slide tiles through tiffslide. A path may be a locator ``FILE::FORMAT:...`` naming one frame, slice,
+page or tile (``optidel.data.sources.locator``); it is decoded the same way everywhere.
 
 High bit depth: 16-bit, 32-bit integer and float images are scaled **linearly from the image's own [min, max] to
 [0, 255]** (``high_bit="minmax"``, the default: right for 10/12/14-bit data stored in 16-bit containers, which would be
 nearly black under a fixed shift), or by the container's full range (``high_bit="full"``: 16-bit ``v / 257``), which
-keeps absolute intensities comparable across images. A constant image maps to 0.
+keeps absolute intensities comparable across images. A constant image maps to 0. (DICOM and NIfTI use intensity
+windows instead: ``optidel.data.sources.window``.)
 
 Rejected, with the path and the reason (:class:`ImageDecodeError`): zero-byte files, truncated or undecodable data,
 images with a side below ``min_side`` pixels, and images above ``max_pixels`` pixels (decompression bombs).
@@ -17,26 +23,21 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from optidel.data.errors import ImageDecodeError
+from optidel.data.sources import decode as sources_decode
+from optidel.data.sources import tiff as sources_tiff
+from optidel.data.sources.locator import parse_locator
+from optidel.data.sources.scaling import HighBit, _to_uint8
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 MIN_SIDE = 8
 MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb limit (2x its warning level): ~13k x 13k
-HighBit = Literal["minmax", "full"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class ImageDecodeError(ValueError):
-    """An image file that cannot be used; ``path`` and ``reason`` say which and why."""
-
-    def __init__(self, path: str | Path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,66 @@ def _open(path: Path, max_pixels: int, min_side: int) -> Image.Image:
     return im
 
 
+def _check_size(path: str | Path, w: int, h: int, max_pixels: int, min_side: int) -> None:
+    if w * h > max_pixels:
+        raise ImageDecodeError(path, f"image too large: {w}x{h} = {w * h} pixels > limit {max_pixels}")
+    if min(w, h) < min_side:
+        raise ImageDecodeError(path, f"image too small: {w}x{h} (a side below {min_side} px)")
+
+
+def _is_source_item(path: str | Path) -> bool:
+    """A locator, or a plain DICOM / NIfTI / whole-slide file: decoded by the source layer, not Pillow."""
+    loc = parse_locator(path)
+    if loc is not None:
+        return loc.fmt != "image"
+    return sources_decode.plain_format(Path(path)) is not None
+
+
+def is_copyable(path: str | Path) -> bool:
+    """A plain image file (not an item inside a file, not DICOM / NIfTI / a slide): copying its bytes gives an image
+    other tools open too."""
+    return parse_locator(path) is None and sources_decode.plain_format(Path(path)) is None
+
+
+def _plain(path: str | Path) -> Path:
+    """The file of a plain path or of an ``image`` locator (``a.png::image:label=2``: the label is for masks)."""
+    loc = parse_locator(path)
+    return loc.file if loc is not None else Path(path)
+
+
+def _tiff_fallback(path: Path, err: ImageDecodeError) -> bool:
+    """Pillow failed on a TIFF for a reason tifffile may not share (not empty, not too small or large)."""
+    final = ("empty file", "image too", "cannot read file")
+    return path.suffix.lower() in sources_tiff.TIFF_EXTENSIONS and not err.reason.startswith(final)
+
+
+def _pillow_loses_data(im: Image.Image) -> bool:
+    """A TIFF Pillow opens but would reduce: colour with more than 8 bits per sample."""
+    if im.format != "TIFF":
+        return False
+    bits = im.tag_v2.get(258) if hasattr(im, "tag_v2") else None
+    bits = bits if isinstance(bits, tuple) else (bits,) if bits else ()
+    return len(bits) > 1 and max(bits) > 8
+
+
 def read_header(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> ImageHeader:
     """Read size and mode from the header only (cheap); raises :class:`ImageDecodeError` for unusable files."""
-    path = Path(path)
+    if _is_source_item(path):
+        w, h, fmt = sources_decode.item_size(path)
+        _check_size(path, w, h, max_pixels, min_side)
+        return ImageHeader(w, h, "RGB", fmt)
+    path = _plain(path)
+    try:
+        return _pillow_header(path, max_pixels, min_side)
+    except ImageDecodeError as e:
+        if not _tiff_fallback(path, e):
+            raise
+        _, _, (w, h) = sources_tiff.tiff_info(path)
+        _check_size(path, w, h, max_pixels, min_side)
+        return ImageHeader(w, h, "RGB", "TIFF")
+
+
+def _pillow_header(path: Path, max_pixels: int, min_side: int) -> ImageHeader:
     im = _open(path, max_pixels, min_side)
     try:
         w, h = im.size
@@ -99,37 +157,41 @@ def read_header(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = 
         im.close()
 
 
-def _to_uint8(arr: np.ndarray, high_bit: HighBit, bits: int) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    a = arr.astype(np.float64)
-    if high_bit == "full" and np.issubdtype(arr.dtype, np.integer):
-        scaled = a / float(2**bits - 1) * 255.0
-    else:
-        finite = np.isfinite(a)
-        if not finite.any():
-            return np.zeros(arr.shape, np.uint8)
-        lo, hi = float(a[finite].min()), float(a[finite].max())
-        scaled = np.zeros_like(a) if hi <= lo else (np.where(finite, a, lo) - lo) / (hi - lo) * 255.0
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
 def load_rgb(
     path: str | Path,
     max_pixels: int = MAX_PIXELS,
     min_side: int = MIN_SIDE,
     high_bit: HighBit = "minmax",
 ) -> np.ndarray:
-    """Decode an image file to RGB.
+    """Decode an image file, or one item inside a file (a locator), to RGB.
 
     Returns:
         img: (H, W, 3) uint8, EXIF orientation applied.
 
     Raises:
-        ImageDecodeError: naming the file and the problem (empty, truncated, undecodable, too small, too large).
+        ImageDecodeError: naming the file and the problem (empty, truncated, undecodable, too small, too large,
+            "needs optional decoder ...").
     """
-    path = Path(path)
+    if _is_source_item(path):
+        out = sources_decode.decode_rgb(path)
+        _check_size(path, out.shape[1], out.shape[0], max_pixels, min_side)
+        return out
+    path = _plain(path)
+    try:
+        return _pillow_rgb(path, max_pixels, min_side, high_bit)
+    except ImageDecodeError as e:
+        if not _tiff_fallback(path, e):
+            raise
+        _, _, (w, h) = sources_tiff.tiff_info(path)
+        _check_size(path, w, h, max_pixels, min_side)
+        return sources_tiff.load_tiff_rgb(path, 0, high_bit)
+
+
+def _pillow_rgb(path: Path, max_pixels: int, min_side: int, high_bit: HighBit) -> np.ndarray:
     im = _open(path, max_pixels, min_side)
+    if _pillow_loses_data(im):
+        im.close()
+        raise ImageDecodeError(path, "more than 8 bits per colour sample: read through tifffile")
     try:
         im.load()
         im = ImageOps.exif_transpose(im)
@@ -171,8 +233,24 @@ def load_rgb(
 
 
 def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = 1) -> np.ndarray:
-    """Decode an image as a single channel: (H, W) uint8 (masks: read as grayscale, EXIF orientation applied)."""
-    path = Path(path)
+    """Decode an image (or an item) as a single channel: (H, W) uint8 (masks: read as grayscale, EXIF orientation
+    applied; TIFFs Pillow cannot read through tifffile, several samples combined as luminance)."""
+    if _is_source_item(path):
+        out = sources_decode.decode_rgb(path)[..., 0]
+        _check_size(path, out.shape[1], out.shape[0], max_pixels, min_side)
+        return np.ascontiguousarray(out)
+    path = _plain(path)
+    try:
+        return _pillow_gray(path, max_pixels, min_side)
+    except ImageDecodeError as e:
+        if not _tiff_fallback(path, e):
+            raise
+        _, _, (w, h) = sources_tiff.tiff_info(path)
+        _check_size(path, w, h, max_pixels, min_side)
+        return sources_tiff.load_tiff_gray(path, 0)
+
+
+def _pillow_gray(path: Path, max_pixels: int, min_side: int) -> np.ndarray:
     im = _open(path, max_pixels, min_side)
     try:
         im.load()

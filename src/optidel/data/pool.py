@@ -2,12 +2,16 @@
 
 A pool source is written as a path, optionally followed by ``:SPLIT``:
 
-- a folder tree of images: every image file below it (hidden files/folders ignored); the id of an image is its path
-  relative to the folder, without extension;
+- a folder tree of images and medical files: every 2D item below it (``optidel.data.sources``: images, TIFF pages,
+  DICOM frames and series slices, NIfTI slices, whole-slide tiles; hidden files/folders ignored; links to files
+  followed once). The id of an ordinary image is its path relative to the folder, without extension; items inside a
+  file add ``/frame_0003``, ``/slice_0012`` ...; their path is a locator ``FILE::FORMAT:...``. Files that cannot be
+  used (a dangling link, a DICOM without pixel data or without its decoder ...) are logged with the reason;
 - a segmentation dataset (``images/`` + ``masks/``): only its images, restricted to a split. ``PATH:train`` takes the
   train split; ``PATH`` alone also takes **only** the train split (logged), so test images never enter a pool unless
   the user names that split (``PATH:test`` or ``PATH:all``);
-- the output folder of ``optidel select`` (holds ``manifest.parquet`` and ``images/``): its images.
+- the output folder of ``optidel select`` (holds ``manifest.parquet`` and ``images/``): its images, once the run
+  finished (``DONE``). An unfinished one (killed, or still running) is refused with the way to resume it.
 
 Pool images are ordered by source (in the order given), then id. Each carries ``uid = "<source label>/<id>"``; the
 label is the folder's name (de-duplicated with ``-2``, ``-3`` ... when two sources share one).
@@ -15,17 +19,26 @@ label is the folder's name (de-duplicated with ``-2``, ``-3`` ... when two sourc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from optidel.data.image import is_image_file
+from optidel.data.errors import PoolError
 from optidel.data.segmentation import index_images, is_seg_dataset, load_seg_dataset
+from optidel.data.sources import DEFAULT_OPTIONS, Listing, Skipped, SourceItem, SourceOptions, list_items
+from optidel.data.sources.locator import item_format
 from optidel.log import logger
+from optidel.runtime.run_dir import is_done
 
-
-class PoolError(ValueError):
-    """A pool source that cannot be used (missing folder, unknown split, no images)."""
+__all__ = [
+    "PoolError",
+    "PoolImage",
+    "PoolSource",
+    "list_pool",
+    "list_source",
+    "list_source_items",
+    "parse_source",
+]
 
 
 @dataclass(frozen=True)
@@ -44,8 +57,8 @@ class PoolImage:
     """One image of a pool."""
 
     source: str  # source label
-    id: str  # relative path without extension
-    path: Path
+    id: str  # relative path without extension (+ ``/slice_0012`` ... for items inside a file)
+    path: Path  # the file, or a locator ``FILE::FORMAT:...`` (``optidel.data.sources.locator.real_file`` gives the file)
 
     @property
     def uid(self) -> str:
@@ -65,28 +78,31 @@ def parse_source(text: str | Path | PoolSource) -> PoolSource:
 
 
 def is_select_output(path: Path) -> bool:
-    return (path / "manifest.parquet").is_file() and (path / "images").is_dir()
+    """A folder written by ``optidel select`` (finished or not): a manifest, or its stage cache and log."""
+    if (path / "manifest.parquet").is_file():
+        return True
+    cache = path / "cache"
+    return cache.is_dir() and any(cache.glob("patches-*")) and (path / "log.txt").is_file()
 
 
-def _list_folder(folder: Path) -> list[tuple[str, Path]]:
-    out = []
-    for f in sorted(folder.rglob("*")):
-        rel = f.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not f.is_file() or not is_image_file(f):
-            continue
-        out.append((rel.with_suffix("").as_posix(), f))
-    return out
+def check_finished_selection(path: Path) -> None:
+    """Refuse an unfinished ``optidel select`` output (no ``DONE``) with the way to resume it."""
+    if is_select_output(path) and not is_done(path):
+        raise PoolError(
+            f"{path} is an unfinished `optidel select` output (no DONE marker: killed or still running); "
+            f"finish it by rerunning the same `optidel select ... --out {path}` (it resumes), then use it as a pool"
+        )
 
 
-def list_source(src: PoolSource) -> list[tuple[str, Path]]:
-    """(id, path) pairs of one source, sorted by id."""
+def list_source_items(src: PoolSource, options: SourceOptions = DEFAULT_OPTIONS) -> Listing:
+    """The items of one source (and the files skipped with a reason); see the module docstring."""
     path = src.path
     if not path.exists():
         raise PoolError(f"pool source {path} does not exist")
     if not path.is_dir():
         raise PoolError(f"pool source {path} is not a folder")
     if is_seg_dataset(path):
-        ds = load_seg_dataset(path, check_sizes=False)
+        ds = load_seg_dataset(path, check_sizes=False, options=options)
         split = src.split
         if split is None:
             split = "train"
@@ -97,19 +113,33 @@ def list_source(src: PoolSource) -> list[tuple[str, Path]]:
         if split not in known:
             raise PoolError(f"{path}: unknown split {split!r}; this dataset has {sorted(known)}")
         # images whose mask is missing are still fine as unlabeled images, as long as their split is known
-        return [(p.id, p.image) for p in ds.split(split)]
+        return Listing([SourceItem(p.id, p.image, item_format(p.image)) for p in ds.split(split)])
     if src.split is not None:
         raise PoolError(
             f"{path}: a split ({src.split!r}) was given but the folder is not a segmentation dataset"
         )
+    check_finished_selection(path)
     if is_select_output(path):
-        images, _ = index_images(path / "images")
-        return sorted(images.items())
-    return _list_folder(path)
+        images, problems = index_images(path / "images")
+        return Listing(
+            [SourceItem(k, v, "image") for k, v in sorted(images.items())],
+            [Skipped(p.path or path, p.reason) for p in problems],
+        )
+    return list_items(path, options)
 
 
-def list_pool(sources: Iterable[str | Path | PoolSource]) -> list[PoolImage]:
-    """All images of one or several sources, in a deterministic order (sources as given, then id)."""
+def list_source(src: PoolSource, options: SourceOptions = DEFAULT_OPTIONS) -> list[tuple[str, Path]]:
+    """(id, path) pairs of one source, in listing order (the path may be a locator)."""
+    return [(it.id, it.path) for it in list_source_items(src, options).items]
+
+
+def list_pool(
+    sources: Iterable[str | Path | PoolSource], options: SourceOptions = DEFAULT_OPTIONS
+) -> list[PoolImage]:
+    """All images of one or several sources, in a deterministic order (sources as given, then listing order).
+
+    Files left out (and why) are logged as warnings, one per file.
+    """
     parsed = [parse_source(s) for s in sources]
     if not parsed:
         raise PoolError("no pool source given")
@@ -121,13 +151,17 @@ def list_pool(sources: Iterable[str | Path | PoolSource]) -> list[PoolImage]:
         while label in labels:
             label, n = f"{base}-{n}", n + 1
         labels.append(label)
-        items = list_source(src)
-        if not items:
+        listing = list_source_items(src, options)
+        for sk in listing.skipped:
+            logger.warning("pool source %s: skipping %s: %s", src, sk.path, sk.reason)
+        if not listing.items:
             raise PoolError(f"pool source {src} holds no image files")
-        out.extend(PoolImage(label, id_, p) for id_, p in items)
-        logger.info("pool source %s: %d images", src, len(items))
+        out.extend(PoolImage(label, it.id, it.path) for it in listing.items)
+        formats = listing.by_format()
+        detail = (
+            ", ".join(f"{f} {c['items']}" for f, c in formats.items() if c["items"])
+            if len(formats) > 1
+            else ""
+        )
+        logger.info("pool source %s: %d images%s", src, len(listing.items), f" ({detail})" if detail else "")
     return out
-
-
-def pool_paths(pool: Sequence[PoolImage]) -> list[Path]:
-    return [p.path for p in pool]

@@ -21,6 +21,7 @@ from typing import Literal
 
 from optidel.data import convert
 from optidel.data.convert import Converter
+from optidel.runtime.errors import OptidelError
 
 
 @dataclass(frozen=True)
@@ -338,8 +339,10 @@ REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in _SPECS}
 _ALIASES: dict[str, str] = {a: s.name for s in _SPECS for a in (s.name, *s.aliases)}
 
 
-class UnknownDatasetError(KeyError):
+class UnknownDatasetError(OptidelError, KeyError):
     """A dataset name that is not in the registry (the message lists the known names)."""
+
+    exit_code = 2
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""

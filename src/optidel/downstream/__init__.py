@@ -4,7 +4,8 @@ Python API (the CLI ``optidel finetune`` / ``optidel evaluate`` is a thin layer 
 
     from optidel.downstream import FinetuneConfig, evaluate, finetune
 
-    metrics = finetune(FinetuneConfig(encoder="run/encoder.safetensors", dataset="data/kvasir-seg", out="ft/kvasir"))
+    result = finetune(FinetuneConfig(encoder="run/encoder.safetensors", dataset="data/kvasir-seg", out="ft/kvasir"))
+    result.miou, result.floors["mean-mask prior"]["miou"]  # a FinetuneResult (the typed metrics.json)
     rows = evaluate("run/encoder.safetensors", ["data/kvasir-seg", "data/busi"], "eval/run")
 
 These modules import only numpy at load time; torch and timm are imported when a function runs. The package
@@ -14,8 +15,9 @@ attributes ``finetune`` and ``evaluate`` are the functions; reach the modules of
 
 from __future__ import annotations
 
-from optidel.downstream.config import AugmentConfig, FinetuneConfig
+from optidel.downstream.config import FinetuneAugmentConfig, FinetuneConfig
 from optidel.downstream.evaluate import evaluate
 from optidel.downstream.finetune import finetune
+from optidel.downstream.result import FinetuneResult
 
-__all__ = ["AugmentConfig", "FinetuneConfig", "evaluate", "finetune"]
+__all__ = ["FinetuneAugmentConfig", "FinetuneConfig", "FinetuneResult", "evaluate", "finetune"]

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from optidel.downstream.config import AugmentConfig
+from optidel.downstream.config import FinetuneAugmentConfig
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -23,7 +23,7 @@ def augment_batch(
     images: torch.Tensor,
     labels: torch.Tensor,
     valid: torch.Tensor,
-    cfg: AugmentConfig,
+    cfg: FinetuneAugmentConfig,
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Augment one batch.

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from optidel.data.sources.config import SourceOptions
+
 Mode = Literal["finetune", "probe"]
 LossName = Literal["ce", "ce+dice"]
 
@@ -24,7 +26,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class FinetuneAugmentConfig:
     """Training-time augmentation (applied on the fly to each batch, seeded; never to validation or test).
 
     Attributes:
@@ -84,9 +86,11 @@ class FinetuneConfig:
             one, else ImageNet's.
         std: per-channel normalisation std (as ``mean``).
         n_overlays: how many best and worst test images ``overlays.png`` shows (each).
-        threads: torch CPU threads for this run (0 = leave torch's default). On a machine whose cores are shared
-            with other jobs, 1 thread can be several times faster than an oversubscribed 2.
+        threads: torch CPU threads for this run (0 = leave torch's default); restored when the run ends. Set it
+            below the core count when other jobs share the cores (timings in BENCHMARKS.md). Bit-identical metrics
+            are promised for the same seed and the same thread count.
         augment: training augmentation.
+        sources: how DICOM, NIfTI and multi-page TIFF files (and label volumes) become 2D pairs (docs/formats.md).
     """
 
     encoder: str = "none"
@@ -117,7 +121,8 @@ class FinetuneConfig:
     std: tuple[float, ...] = ()
     n_overlays: int = 4
     threads: int = 0
-    augment: AugmentConfig = AugmentConfig()
+    augment: FinetuneAugmentConfig = FinetuneAugmentConfig()
+    sources: SourceOptions = SourceOptions()
 
     def validate(self) -> None:
         """Raise ValueError naming the field when a value cannot work."""
@@ -145,3 +150,7 @@ class FinetuneConfig:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {self.num_levels}")
+        from optidel.models.backbone import check_patch_grid
+
+        if self.encoder.lower() == "none":  # an encoder file's patch size is checked when it is read
+            check_patch_grid(self.arch, self.img_size, self.patch_size)

@@ -18,15 +18,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from optidel.config import load_config, save_config, to_dict
 from optidel.downstream.config import FinetuneConfig
+from optidel.downstream.result import FinetuneResult
 from optidel.log import attach_run_log, detach_run_log, logger
 from optidel.runtime.atomic import atomic_write_text
+from optidel.runtime.lock import run_lock
 from optidel.runtime.run_dir import is_done, mark_done
 
 RESULT_COLUMNS = [
@@ -46,23 +47,23 @@ RESULT_COLUMNS = [
 ]
 
 
-def result_row(metrics: dict[str, Any]) -> dict[str, Any]:
-    """One results-table row from a run's ``metrics.json``."""
-    floors = metrics["floors"]
+def result_row(result: FinetuneResult) -> dict[str, Any]:
+    """One results-table row from a run's result."""
+    floors = result.floors
     return {
-        "dataset": metrics["dataset"]["name"],
-        "miou": metrics["test"]["miou"],
-        "iou_fg": metrics["test"]["iou_fg"],
-        "dice_fg": metrics["test"]["dice_fg"],
+        "dataset": result.dataset["name"],
+        "miou": result.test["miou"],
+        "iou_fg": result.test["iou_fg"],
+        "dice_fg": result.test["dice_fg"],
         "floor_all_background_miou": floors["all-background"]["miou"],
         "floor_all_foreground_miou": floors["all-foreground"]["miou"],
         "floor_mean_mask_prior_miou": floors["mean-mask prior"]["miou"],
-        "best_epoch": metrics["best_epoch"],
-        "n_train": metrics["dataset"]["n_train"],
-        "n_test": metrics["dataset"]["n_test"],
-        "train_time_s": metrics["train_time_s"],
-        "mode": metrics["mode"],
-        "encoder": metrics["encoder"]["path"],
+        "best_epoch": result.best_epoch,
+        "n_train": result.dataset["n_train"],
+        "n_test": result.dataset["n_test"],
+        "train_time_s": result.train_time_s,
+        "mode": result.mode,
+        "encoder": result.encoder["path"],
     }
 
 
@@ -145,8 +146,10 @@ def evaluate(
         raise ValueError("no datasets given")
     base = base or FinetuneConfig()
     enc = "none" if str(encoder).lower() == "none" else str(Path(encoder).resolve())
-    if enc != "none" and not Path(enc).is_file():
-        raise FileNotFoundError(f"encoder file {encoder} does not exist")
+    if enc != "none":  # a missing, pickled or misshapen encoder file is refused before anything is written
+        from optidel.models.encoder_io import check_encoder
+
+        check_encoder(enc, img_size=base.img_size)
     names = [dataset_run_name(d) for d in datasets]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -154,7 +157,14 @@ def evaluate(
             f"several datasets share the folder name {dupes}; rename or evaluate them separately"
         )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out, command="optidel evaluate"):
+        return _evaluate_locked(enc, datasets, names, out, base)
+
+
+def _evaluate_locked(
+    enc: str, datasets: Sequence[str | Path], names: list[str], out: Path, base: FinetuneConfig
+) -> list[dict[str, Any]]:
+    """The body of :func:`evaluate`, run while this process holds ``out``'s lock."""
     (out / "DONE").unlink(missing_ok=True)
     shared = dataclasses.replace(base, encoder=enc, dataset="", out="")
     save_config(shared, out)
@@ -173,13 +183,13 @@ def evaluate(
                         "use another --out or delete that folder"
                     )
                 logger.info("%s: already done, reusing %s", name, run_dir / "metrics.json")
-                metrics = json.loads((run_dir / "metrics.json").read_text())
+                result = FinetuneResult.read(run_dir)
             else:
                 from optidel.downstream.finetune import finetune
 
                 logger.info("%s: fine-tuning (%d of %d)", name, len(rows) + 1, len(names))
-                metrics = finetune(cfg)
-            rows.append(result_row(metrics))
+                result = finetune(cfg)
+            rows.append(result_row(result))
             atomic_write_text(out / "results.csv", results_csv(rows))
             atomic_write_text(out / "results.md", results_markdown(rows, enc, shared.mode))
         mark_done(out, {"datasets": names})

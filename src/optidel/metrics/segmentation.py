@@ -10,6 +10,17 @@
   truth with an empty prediction, scores 0.
 - Pixels outside a validity mask (DRIVE's field of view) are not scored by any metric.
 
+**What torchmetrics does here.** The pixel counting, the part where bugs hide (validity masks, per-image counts,
+labels), is torchmetrics': :func:`torchmetrics.functional.classification.binary_stat_scores` with
+``multidim_average="samplewise"`` and ``ignore_index`` gives each image's TP, FP, TN and FN inside its valid pixels,
+and their sum is the set-level confusion matrix. The last step, counts -> IoU / Dice, stays here (:func:`iou_per_class`,
+:func:`foreground_iou_dice`) because torchmetrics reduces in float32 (``_jaccard_index_reduce`` calls
+``confmat.float()``): the scores would change in the 8th digit, so ``metrics.json`` of earlier runs (and the running
+benchmark's tables) would no longer match new runs of the same model. The formulas are the library's (macro Jaccard
+that leaves out a class absent from truth and prediction; F1 = Dice), in float64; ``tests/metrics`` checks that they
+equal ``multiclass_jaccard_index(average="macro")``, ``binary_jaccard_index`` and ``binary_f1_score`` on random
+masks and on the real Kvasir-SEG test masks.
+
 Examples:
     >>> import numpy as np
     >>> t = np.array([[[0, 1], [1, 1]]], bool)
@@ -28,6 +39,53 @@ import numpy as np
 CLASS_NAMES = ("background", "foreground")
 
 
+IGNORE = -1  # target label of pixels outside the valid mask (torchmetrics' ``ignore_index``)
+
+
+def per_image_confusion(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Confusion counts of each image, by torchmetrics' ``binary_stat_scores`` (samplewise, invalid pixels ignored).
+
+    Args:
+        pred: (N, ...) bool predicted foreground.
+        target: (N, ...) bool true foreground, same shape.
+        valid: (N, ...) bool pixels to score (None = all).
+
+    Returns:
+        (N, 2, 2) int64: ``[[TN, FP], [FN, TP]]`` per image.
+    """
+    import torch
+    from torchmetrics.functional.classification import binary_stat_scores
+
+    pred = np.asarray(pred, bool)
+    target = np.asarray(target, bool)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
+    labels = torch.from_numpy(target.astype(np.int64))
+    if valid is not None:
+        valid = np.asarray(valid, bool)
+        if valid.shape != target.shape:
+            raise ValueError(f"valid-mask shape {valid.shape} differs from target shape {target.shape}")
+        labels[torch.from_numpy(~valid)] = IGNORE
+    n = pred.shape[0]
+    if n == 0:
+        return np.zeros((0, 2, 2), np.int64)
+    stats = (
+        binary_stat_scores(
+            torch.from_numpy(pred.astype(np.int64)).reshape(n, -1),
+            labels.reshape(n, -1),
+            multidim_average="samplewise"
+            if n > 1
+            else "global",  # samplewise fails on a single image (1.9.0)
+            ignore_index=IGNORE,
+            validate_args=False,
+        )
+        .numpy()
+        .reshape(n, 5)
+    )  # tp, fp, tn, fn, support per image
+    tp, fp, tn, fn = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    return np.stack([np.stack([tn, fp], 1), np.stack([fn, tp], 1)], 1).astype(np.int64)
+
+
 def confusion_matrix(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """2x2 confusion matrix of binary masks, rows = truth, columns = prediction.
 
@@ -41,19 +99,16 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | N
     """
     pred = np.asarray(pred, bool)
     target = np.asarray(target, bool)
-    if pred.shape != target.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
-    if valid is not None:
-        valid = np.asarray(valid, bool)
-        if valid.shape != target.shape:
-            raise ValueError(f"valid-mask shape {valid.shape} differs from target shape {target.shape}")
-        pred, target = pred[valid], target[valid]
-    codes = target.astype(np.int64).ravel() * 2 + pred.astype(np.int64).ravel()
-    return np.bincount(codes, minlength=4).reshape(2, 2)
+    return per_image_confusion(
+        pred[None], target[None], None if valid is None else np.asarray(valid, bool)[None]
+    )[0]
 
 
 def iou_per_class(cm: np.ndarray) -> np.ndarray:
-    """IoU of each class from a confusion matrix: (2,) float, NaN for a class absent from truth and prediction."""
+    """IoU of each class from a confusion matrix: (2,) float, NaN for a class absent from truth and prediction.
+
+    torchmetrics' Jaccard formula (intersection / (row + column - intersection)) in float64 (see the module
+    docstring for why the reduction is not torchmetrics' own)."""
     cm = np.asarray(cm, np.float64)
     inter = np.diag(cm)
     union = cm.sum(0) + cm.sum(1) - inter
@@ -77,7 +132,12 @@ def foreground_iou_dice(
     Args:
         pred, target, valid: (H, W) bool.
     """
-    cm = confusion_matrix(pred, target, valid)
+    return iou_dice_from_confusion(confusion_matrix(pred, target, valid))
+
+
+def iou_dice_from_confusion(cm: np.ndarray) -> tuple[float, float]:
+    """Foreground IoU and Dice (= F1) of one image's (2, 2) confusion matrix, float64; both 1.0 when the image has
+    neither true nor predicted foreground (torchmetrics' ``zero_division=1``)."""
     tp, fp, fn = float(cm[1, 1]), float(cm[0, 1]), float(cm[1, 0])
     if tp + fp + fn == 0:
         return 1.0, 1.0
@@ -87,6 +147,10 @@ def foreground_iou_dice(
 @dataclass
 class SegmentationScores:
     """Accumulates the set-level confusion matrix and per-image foreground scores over batches.
+
+    Streaming and per image by design (torchmetrics' ``MulticlassJaccardIndex`` would accumulate only the set
+    level): the per-image counts feed ``per_image.csv``, the overlays' best/worst choice and the benchmark's
+    bootstrap, which resamples images.
 
     Attributes:
         confusion: (2, 2) int64 over all scored pixels seen so far.
@@ -110,11 +174,9 @@ class SegmentationScores:
         if pred.ndim == 2:
             pred, target = pred[None], target[None]
             valid = None if valid is None else np.asarray(valid, bool)[None]
-        for i in range(pred.shape[0]):
-            v = None if valid is None else valid[i]
-            cm = confusion_matrix(pred[i], target[i], v)
+        for i, cm in enumerate(per_image_confusion(pred, target, valid)):
             self.confusion += cm
-            iou, dice = foreground_iou_dice(pred[i], target[i], v)
+            iou, dice = iou_dice_from_confusion(cm)
             n = max(int(cm.sum()), 1)
             self.per_image.append(
                 {

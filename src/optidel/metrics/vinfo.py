@@ -1,4 +1,4 @@
-"""V-information of a selected set, with k-means pseudo-labels of foundation-model embeddings.
+"""V-information of a selected set: I_V(X -> Y) with Y from a source other than the one that defines hardness.
 
 Xu et al. (2020) define, for a predictive family ``V``, the predictive conditional V-entropy
 ``H_V(Y|X) = inf_{f in V} E[-log f[X](Y)]``, the same with no side information ``H_V(Y|0)``, and the V-information
@@ -7,8 +7,17 @@ raise ``H_V(Y|0)`` and hard samples change ``H_V(Y|X)``.
 
 The estimator here (all quantities in nats; ``*_bits`` divide by ``ln 2``):
 
-* ``Y``: k-means cluster pseudo-labels of foundation-model embeddings (:func:`pseudo_labels`), fitted once on a
-  reference set (the pool) with faiss, starting from k-means++ centroids (``sklearn.cluster.kmeans_plusplus``).
+* ``X``: the patches' foundation-model embeddings (the representation the selection scored).
+* ``Y``, one of (see docs/theory.md for why the choice matters):
+
+  - ``lesion``: downstream labels, where the pool has masks: the share of the patch box covered by the lesion
+    mask, in three bins (:func:`optidel.metrics.vinfo_labels.lesion_labels`);
+  - ``lowlevel``: k-means pseudo-labels (k = 10) of low-level colour and texture statistics of the patch pixels
+    (:func:`optidel.metrics.vinfo_labels.lowlevel_features`) - a representation different from the one scored;
+  - ``embedding``: k-means pseudo-labels of the same embeddings X (:func:`pseudo_labels`). **Circular** for a
+    margin- or prototype-hard set: its hardness is the distance to those very centroids, so hard patches are hard
+    to label by construction. Kept for comparison only.
+
 * ``V`` for ``H_V(Y|X)``: multinomial logistic regression on standardised features with a fixed L2 penalty
   (``C = 1`` by default), i.e. linear probes. A class missing from a fold's training part gets the Laplace floor
   ``1 / (n_train + k)`` and the probe's probabilities are scaled to make room for it.
@@ -18,9 +27,8 @@ The estimator here (all quantities in nats; ``*_bits`` divide by ``ln 2``):
   and scored on the held-out fold, so neither entropy is the optimistic training loss. The finite-sample estimate can
   therefore fall slightly below 0 or (rarely) above ``log k``.
 
-Caveat (see docs/theory.md): measured *on the set itself*, examples near cluster boundaries make the pseudo-label
-harder to predict, so a hard set has a *higher* ``H_V(Y|X)`` and, other things equal, a lower ``I_V`` than a set of
-cluster centres; a class-balanced (diverse) set has the higher ``H_V(Y|0)``.
+Whether ``I_V`` predicts downstream value is an empirical question: :func:`vinfo_miou_rank_correlation` gives
+Spearman's rho between the sets' ``I_V`` and their arms' mIoU with a bootstrap interval over arms (benchmark tables).
 
 References:
     - [0] Xu, Zhao, Song, Stewart, Ermon. A Theory of Usable Information under Computational Constraints. ICLR 2020.
@@ -130,6 +138,7 @@ def _probe_log_proba(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     seen = np.unique(y_train)
     floor = 1.0 / (len(y_train) + k)
@@ -138,10 +147,9 @@ def _probe_log_proba(
         out[:, seen[0]] = math.log(1.0 - floor * (k - 1))
         return out
     scaler = StandardScaler().fit(x_train)
-    # the same strictly convex problem either way; Newton is faster while the Hessian ((D+1) k)^2 is small
-    solver = "newton-cholesky" if (x_train.shape[1] + 1) * seen.size <= 2000 else "lbfgs"
-    clf = LogisticRegression(C=C, max_iter=max_iter, solver=solver)
-    with warnings.catch_warnings():
+    clf = LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs")
+    # one BLAS thread: these fits are tiny, and threads contending for busy cores made each one ~7x slower here
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(scaler.transform(x_train), y_train)
     logp = clf.predict_log_proba(scaler.transform(x_test))  # (n_test, len(seen))
@@ -303,6 +311,46 @@ def _verdict(
     return head + ": not distinguishable from random subsets of the same size"
 
 
+def compare_labelled(
+    set_features: np.ndarray,
+    set_labels: np.ndarray,
+    pool_features: np.ndarray,
+    pool_labels: np.ndarray,
+    n_classes: int,
+    n_random: int = 20,
+    seed: int = 0,
+    folds: int = 5,
+    C: float = 1.0,
+    n_boot: int = 1000,
+) -> VInfoComparison:
+    """``I_V(X -> Y)`` of the selected set vs random pool subsets of the same size, for labels given per row.
+
+    Args:
+        set_features: (n, D) and set_labels: (n,) int in ``[0, n_classes)``: the selected set.
+        pool_features: (m, D) and pool_labels: (m,): the pool (random subsets are drawn from its rows).
+        n_classes: k, the same for the set and the subsets.
+        n_random, seed, folds, C, n_boot: see :func:`compare_with_random`.
+    """
+    pool = np.asarray(pool_features)
+    sfeat = np.asarray(set_features)
+    n = sfeat.shape[0]
+    if n > pool.shape[0]:
+        raise ValueError(f"the set ({n}) is larger than the pool ({pool.shape[0]})")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
+    set_est = estimate_vinfo(sfeat, set_labels, n_classes=n_classes, folds=folds, C=C, seed=seed)
+    set_ci = _bootstrap_interval(set_est, n_boot, rng)
+    rand = []
+    for _ in range(n_random):
+        idx = np.sort(rng.choice(pool.shape[0], size=n, replace=False))
+        rand.append(
+            estimate_vinfo(pool[idx], pool_labels[idx], n_classes=n_classes, folds=folds, C=C, seed=seed)
+        )
+    vals = np.array([e.vinfo for e in rand])
+    rand_iv = (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5)))
+    verdict = _verdict(set_est.vinfo, set_ci, float(vals.mean()), rand_iv)
+    return VInfoComparison(set_est, set_ci, rand, rand_iv, verdict)
+
+
 def compare_with_random(
     set_features: np.ndarray,
     pool_features: np.ndarray,
@@ -314,7 +362,10 @@ def compare_with_random(
     n_boot: int = 1000,
     labeller: tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> VInfoComparison:
-    """``I_V`` of the selected set vs random subsets of the pool of the same size (same pseudo-labeller, same k).
+    """``I_V`` of the selected set vs random subsets of the pool, Y = k-means pseudo-labels of the same features.
+
+    Circular when the set was chosen by its distances to k-means centroids of these features (module docstring);
+    :func:`compare_labelled` takes labels from another source.
 
     Args:
         set_features: (n, D) embeddings of the selected set.
@@ -331,22 +382,8 @@ def compare_with_random(
     """
     pool = np.asarray(pool_features)
     sfeat = np.asarray(set_features)
-    n = sfeat.shape[0]
-    if n > pool.shape[0]:
-        raise ValueError(f"the set ({n}) is larger than the pool ({pool.shape[0]})")
     _, assign = labeller if labeller is not None else pseudo_labels(pool, k, seed=seed)
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
-    set_est = estimate_vinfo(sfeat, assign(sfeat), n_classes=k, folds=folds, C=C, seed=seed)
-    set_ci = _bootstrap_interval(set_est, n_boot, rng)
-    rand = []
-    for _ in range(n_random):
-        idx = np.sort(rng.choice(pool.shape[0], size=n, replace=False))
-        sub = pool[idx]
-        rand.append(estimate_vinfo(sub, assign(sub), n_classes=k, folds=folds, C=C, seed=seed))
-    vals = np.array([e.vinfo for e in rand])
-    rand_iv = (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5)))
-    verdict = _verdict(set_est.vinfo, set_ci, float(vals.mean()), rand_iv)
-    return VInfoComparison(set_est, set_ci, rand, rand_iv, verdict)
+    return compare_labelled(sfeat, assign(sfeat), pool, assign(pool), k, n_random, seed, folds, C, n_boot)
 
 
 def as_embedding_array(x: np.ndarray | str | Path) -> np.ndarray:
@@ -362,6 +399,24 @@ def as_embedding_array(x: np.ndarray | str | Path) -> np.ndarray:
     return np.asarray(x)
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelSource:
+    """Y for a V-information estimate, given per row of the set and of the pool.
+
+    Attributes:
+        name: ``lesion``, ``lowlevel``, ``embedding`` ...; description: one line for the report (what Y is).
+        set_labels: (n,) int; pool_labels: (m,) int, both in ``[0, k)``.
+        k: number of classes; circular: True when Y is built from the quantity that defines hardness.
+    """
+
+    name: str
+    description: str
+    set_labels: np.ndarray
+    pool_labels: np.ndarray
+    k: int
+    circular: bool = False
+
+
 def vinfo_report(
     set_embeddings: np.ndarray | str | Path,
     pool_embeddings: np.ndarray | str | Path,
@@ -370,30 +425,128 @@ def vinfo_report(
     seed: int = 0,
     folds: int = 5,
     C: float = 1.0,
+    labels: LabelSource | None = None,
 ) -> dict[str, Any]:
     """A JSON-able V-information report of a set against its pool (writes nothing).
 
     Args:
-        set_embeddings: (n, D) array or ``.npy`` path: the selected set.
+        set_embeddings: (n, D) array or ``.npy`` path: the selected set (X).
         pool_embeddings: (m, D) array or ``.npy`` path: the reference pool.
         k, n_random, seed, folds, C: see :func:`compare_with_random`.
+        labels: Y per row (:class:`LabelSource`); None = k-means pseudo-labels of the embeddings themselves
+            (``embedding``, circular for a margin- or prototype-hard set).
 
     Returns:
-        ``{"estimator": ..., "set": ..., "random": ..., "verdict": ...}`` (nats and bits).
+        ``{"estimator": ..., "set": ..., "random": ..., "verdict": ...}`` (nats and bits); ``estimator`` names Y
+        (``label_source``, ``labels``, ``circular``) and the family V.
     """
     sfeat = as_embedding_array(set_embeddings)
     pool = as_embedding_array(pool_embeddings)
     if sfeat.shape[1] != pool.shape[1]:
         raise ValueError(f"set embeddings have D={sfeat.shape[1]} but pool embeddings D={pool.shape[1]}")
-    cmp = compare_with_random(sfeat, pool, k=k, n_random=n_random, seed=seed, folds=folds, C=C)
+    if labels is None:
+        _, assign = pseudo_labels(pool, k, seed=seed)
+        labels = LabelSource(
+            "embedding",
+            f"faiss k-means (k-means++ init) pseudo-labels of the same embeddings, fitted on the pool, k={k}",
+            assign(sfeat),
+            assign(pool),
+            k,
+            circular=True,
+        )
+    cmp = compare_labelled(
+        sfeat, labels.set_labels, pool, labels.pool_labels, labels.k, n_random, seed, folds, C
+    )
     return {
         "estimator": {
             "reference": "Xu et al. ICLR 2020, I_V = H_V(Y|0) - H_V(Y|X)",
-            "labels": f"faiss k-means (k-means++ init) pseudo-labels fitted on the pool, k={k}",
-            "family": f"multinomial logistic regression on standardised features, L2 with C={C}; constant = Laplace-smoothed marginal",
+            "label_source": labels.name,
+            "labels": labels.description,
+            "circular": labels.circular,
+            "k": labels.k,
+            "family": f"multinomial logistic regression on standardised embeddings X, L2 with C={C}; "
+            "constant = Laplace-smoothed marginal",
             "cross_fitting_folds": folds,
             "seed": seed,
             "n_set": int(sfeat.shape[0]),
             "n_pool": int(pool.shape[0]),
         },
     } | cmp.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------------- across arms
+@dataclasses.dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho between two per-arm quantities, with a percentile bootstrap interval over arms.
+
+    Attributes:
+        rho: Spearman's rank correlation (NaN when a quantity is constant); ci: (low, high) at ``level``;
+        n: arms; n_boot: bootstrap replicates (resampling arms with replacement; degenerate replicates skipped).
+    """
+
+    rho: float
+    ci: tuple[float, float]
+    n: int
+    n_boot: int
+    level: float = 0.95
+
+    def __str__(self) -> str:
+        return (
+            f"rho = {self.rho:.2f} ({100 * self.level:.0f}% bootstrap CI {self.ci[0]:.2f} to {self.ci[1]:.2f}, "
+            f"n = {self.n} arms)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rho": self.rho, "ci": list(self.ci), "n": self.n, "n_boot": self.n_boot, "level": self.level}
+
+
+def vinfo_miou_rank_correlation(
+    vinfo: Any, miou: Any, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> RankCorrelation:
+    """Does a set's ``I_V`` rank the benchmark's arms the way their downstream mIoU does?
+
+    Args:
+        vinfo: (n,) per-arm ``I_V`` estimates (one per selected set: method x ratio x seed).
+        miou: (n,) the same arms' mIoU on one dataset (same order).
+        n_boot: bootstrap replicates over arms; seed: their generator; level: interval coverage.
+    Returns:
+        :class:`RankCorrelation` (``str()`` is one line for a table).
+
+    Raises:
+        ValueError: fewer than 3 arms, or the two lengths differ.
+    """
+    x = np.asarray(vinfo, np.float64)
+    y = np.asarray(miou, np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(
+            f"vinfo and miou must be two (n,) arrays of the same length; got {x.shape}, {y.shape}"
+        )
+    if x.size < 3:
+        raise ValueError(f"a rank correlation needs at least 3 arms, got {x.size}")
+
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([np.arange(x.size)[None], rng.integers(0, x.size, (n_boot, x.size))])
+    rho_all = _spearman_rows(x[idx], y[idx])  # row 0: the arms as observed; then the bootstrap replicates
+    rho = float(rho_all[0])
+    reps = rho_all[1:][np.isfinite(rho_all[1:])]
+    a = (1 - level) / 2
+    ci = (
+        (float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a)))
+        if reps.size
+        else (float("nan"), float("nan"))
+    )
+    return RankCorrelation(rho, ci, int(x.size), int(reps.size), level)
+
+
+def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of a, b (r, n): Pearson's r of their average ranks (as scipy's spearmanr);
+    NaN where a row is constant."""
+    from scipy.stats import rankdata
+
+    ra = rankdata(a, axis=1)
+    rb = rankdata(b, axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(axis=1) / np.where(den > 0, den, 1), np.nan)

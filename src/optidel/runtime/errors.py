@@ -63,7 +63,10 @@ def os_error_message(exc: OSError, path: str | Path | None = None) -> str:
         free = free_space(where)
         room = f" ({_human(free)} free on {_existing_parent(Path(where))})" if free is not None else ""
         what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
-        return f"{what} writing {where}{room}; free space and rerun the same command: it resumes"
+        return (
+            f"{what} writing {where}{room}; free space and rerun the same command (pretrain: with --resume): "
+            "the finished work is kept"
+        )
     if exc.errno == errno.EROFS:
         return f"read-only file system: cannot write {where}"
     if exc.errno in (errno.EACCES, errno.EPERM):
@@ -72,15 +75,31 @@ def os_error_message(exc: OSError, path: str | Path | None = None) -> str:
     return f"{reason}: {where}"
 
 
+class RunFileError(OptidelError, OSError):
+    """An OS error on a file optidel reads or writes (disk full, read-only, permission), as one line.
+
+    Still an ``OSError`` (same ``errno``), so code that handles OS errors keeps working; ``str()`` is
+    :func:`os_error_message`.
+    """
+
+    def __init__(self, exc: OSError, path: str | Path | None = None) -> None:
+        where = exc.filename or path
+        super().__init__(exc.errno, exc.strerror or str(exc), None if where is None else str(where))
+        self.message = os_error_message(exc, where)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @contextmanager
 def os_errors(path: str | Path) -> Iterator[None]:
-    """Turn an ``OSError`` raised inside into an :class:`OptidelError` naming ``path`` (disk full: with free space)."""
+    """Turn an ``OSError`` raised inside into a :class:`RunFileError` naming ``path`` (disk full: with free space)."""
     try:
         yield
     except OptidelError:
         raise
     except OSError as e:
-        raise OptidelError(os_error_message(e, e.filename or path)) from e
+        raise RunFileError(e, path) from e
 
 
 def one_line_errors(fn: F) -> F:
@@ -98,11 +117,16 @@ def one_line_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except OptidelError as e:
-            progress.console.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
+            progress.console.print(
+                f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True
+            )
             raise typer.Exit(e.exit_code) from e
         except OSError as e:
             progress.console.print(
-                f"[red]error:[/red] {escape(os_error_message(e))}", markup=True, highlight=False, soft_wrap=True
+                f"[red]error:[/red] {escape(os_error_message(e))}",
+                markup=True,
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(1) from e
 

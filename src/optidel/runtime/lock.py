@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from optidel.log import logger
-from optidel.runtime.errors import OptidelError
+from optidel.runtime.errors import OptidelError, os_errors
 
 LOCK_NAME = ".lock"
+
+
+class RunFolderError(OptidelError):
+    """The output folder cannot be a run folder (e.g. it is a file)."""
+
+    exit_code = 2
 
 
 class RunFolderLocked(OptidelError):
@@ -72,12 +78,18 @@ def run_lock(run_dir: str | Path, command: str = "") -> Iterator[Path]:
 
     Raises:
         RunFolderLocked: a live process holds it; the message names its pid, host, command and start time.
+        RunFolderError: ``run_dir`` is a file.
+        optidel.runtime.errors.RunFileError: the folder or lock file cannot be created (read-only, permissions).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} exists and is not a folder; choose another output folder")
     path = run_dir / LOCK_NAME
+    with os_errors(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        with os_errors(path):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -100,7 +112,9 @@ def run_lock(run_dir: str | Path, command: str = "") -> Iterator[Path]:
         stale = _read(fd)
         if stale:
             logger.warning(
-                "%s: taking over the lock left by a process that is no longer running (%s)", run_dir, _describe(stale)
+                "%s: taking over the lock left by a process that is no longer running (%s)",
+                run_dir,
+                _describe(stale),
             )
         info = {
             "pid": os.getpid(),

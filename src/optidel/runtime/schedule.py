@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["StepSampler", "param_groups", "warmup_cosine"]
 
@@ -74,6 +77,8 @@ class StepSampler:
 
     def generator(self, step: int, stream: int = 0) -> torch.Generator:
         """A CPU ``torch.Generator`` for step ``step``'s random draws (augmentations, masks)."""
+        import torch
+
         state = np.random.SeedSequence([self.seed, step, stream]).generate_state(2, dtype=np.uint64)
         return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 

@@ -6,7 +6,7 @@ in the same order whatever is switched on) and applied second (:meth:`BatchAugme
 draw parameters for the *global* batch and let each DDP rank apply its slice: augmentations then depend only on
 (seed, step, position in the global batch), not on the number of processes, and a resumed run repeats them exactly.
 
-What is applied, in order (each switchable in :class:`optidel.ssl.config.AugmentConfig`):
+What is applied, in order (each switchable in :class:`optidel.ssl.config.SSLAugmentConfig`):
 
 1. **Geometry, one resampling**: random resized crop (area fraction ``crop_scale``, aspect ``crop_ratio``; sampled
    directly and clipped to the image, instead of torchvision's rejection loop), horizontal / vertical flips and a small
@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from optidel.ssl.config import MAE_AUGMENT, SIMCLR_AUGMENT, AugmentConfig
+from optidel.models.inputs import MEAN, STD, normalize, to_float
+from optidel.ssl.config import MAE_AUGMENT, SIMCLR_AUGMENT, SSLAugmentConfig
 
 __all__ = [
     "MEAN",
@@ -58,21 +59,7 @@ __all__ = [
     "to_float",
 ]
 
-MEAN = (0.485, 0.456, 0.406)  # ImageNet channel means (timm's default)
-STD = (0.229, 0.224, 0.225)  # ImageNet channel standard deviations
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """``uint8`` (N, S, S, 3) -> float32 (N, 3, S, S) in [0, 1] (on the tensor's device)."""
-    return images.permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """x: (N, 3, H, W) in [0, 1] -> ImageNet-normalised (N, 3, H, W)."""
-    mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 @dataclass
@@ -108,9 +95,9 @@ _FIELDS = ("theta", "brightness", "contrast", "grayscale", "blur_sigma")
 
 
 class BatchAugment:
-    """Sample and apply the augmentations of one :class:`AugmentConfig` at image size ``img_size``."""
+    """Sample and apply the augmentations of one :class:`SSLAugmentConfig` at image size ``img_size``."""
 
-    def __init__(self, cfg: AugmentConfig, img_size: int):
+    def __init__(self, cfg: SSLAugmentConfig, img_size: int):
         self.cfg = cfg
         self.img_size = img_size
         k = max(3, int(round(0.1 * img_size)))

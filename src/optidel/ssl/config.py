@@ -4,9 +4,9 @@ Defaults are chosen for CPU scale (2 cores, 64 px images, a few hundred to a few
 loss there; paper-scale settings are one ``--set`` away (see the notes on each field).
 
 Learning rate. MAE [0] scales a base lr of 1.5e-4 linearly with batch/256 and warms up for 40 of 800 epochs. At CPU
-scale that rule stalls: with ViT-Tiny, batch 64 and ~2k steps, 1.5e-4 * 64/256 = 3.75e-5 barely moves the loss, while
-1e-3 trains well (docs/FINDINGS.md). So the default peak lr is a fixed 1e-3 for both methods (not scaled by batch),
-with a linear warmup over the first 5% of the steps and a cosine decay to ``min_lr``. Set ``lr`` explicitly when
+scale the rule gives 1.5e-4 * 64/256 = 3.75e-5 for a budget of a few thousand steps, far fewer than the paper's, so
+the default peak lr is a fixed 1e-3 for both methods (not scaled by batch; the pre-training runs in BENCHMARKS.md use
+it), with a linear warmup over the first 5% of the steps and a cosine decay to ``min_lr``. Set ``lr`` explicitly when
 changing the batch size by a lot.
 
 Compute matching. The run length is ``steps`` (optimisation steps), never epochs: a 5% subset and the full pool
@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from optidel.data.sources.config import SourceOptions
 
 SslMethod = Literal["mae", "simclr"]
 
@@ -32,7 +34,7 @@ EXECUTION_FIELDS = frozenset({"workers", "strict", "checkpoint_every", "log_ever
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class SSLAugmentConfig:
     """Batched image augmentations (see :mod:`optidel.ssl.augment` for what each does and why).
 
     A probability of 0 (or a range of width 0) switches an augmentation off.
@@ -54,8 +56,8 @@ class AugmentConfig:
     )  # blur sigma range in pixels at 224 px (scaled by img_size / 224)
 
 
-MAE_AUGMENT = AugmentConfig()  # the MAE paper's: random resized crop (0.2-1) and horizontal flip
-SIMCLR_AUGMENT = AugmentConfig(
+MAE_AUGMENT = SSLAugmentConfig()  # the MAE paper's: random resized crop (0.2-1) and horizontal flip
+SIMCLR_AUGMENT = SSLAugmentConfig(
     crop_scale=(0.2, 1.0),  # SimCLR uses 0.08-1; lesions are small, so crops keep at least 20% of the image
     hflip=0.5,
     vflip=0.5,  # endoscopy/ultrasound/fundus images have no canonical up-down orientation worth learning
@@ -78,7 +80,7 @@ class MAEConfig:
     decoder_depth: int = 2  # number of decoder transformer blocks
     decoder_heads: int = 4  # attention heads per decoder block
     norm_pix_loss: bool = True  # regress per-patch normalised pixels (the paper's better variant)
-    augment: AugmentConfig = field(default_factory=lambda: MAE_AUGMENT)
+    augment: SSLAugmentConfig = field(default_factory=lambda: MAE_AUGMENT)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class SimCLRConfig:
     sync_bn: bool = (
         True  # with several GPUs: batch-norm statistics over the global batch (CPU/gloo: per rank)
     )
-    augment: AugmentConfig = field(default_factory=lambda: SIMCLR_AUGMENT)
+    augment: SSLAugmentConfig = field(default_factory=lambda: SIMCLR_AUGMENT)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class PretrainConfig:
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
         device: ``auto`` (the rank's GPU if there is one, else CPU), ``cpu`` or ``cuda``.
         workers: threads decoding images into the array cache.
+        sources: how DICOM, NIfTI, multi-page TIFF and whole-slide files become 2D images (docs/formats.md).
         strict: a bad image aborts the run (default: it is skipped and logged).
         checkpoint_every: write ``checkpoint.pt`` every this many steps (and always at the end).
         log_every: append a row to ``metrics.csv`` every this many steps.
@@ -140,6 +143,7 @@ class PretrainConfig:
     device: str = "auto"
     mae: MAEConfig = field(default_factory=MAEConfig)
     simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    sources: SourceOptions = field(default_factory=SourceOptions)
     workers: int = 2
     strict: bool = False
     checkpoint_every: int = 500
@@ -171,22 +175,16 @@ class PretrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-        from optidel.models.backbone import is_vit
+        from optidel.models.backbone import check_patch_grid, is_vit
 
         arch = self.arch or DEFAULT_ARCH[self.ssl]
         if self.ssl == "mae" and not is_vit(arch):
             raise ValueError(f"arch: MAE needs a ViT (vit_tiny, vit_small, vit_base), got {arch!r}")
-        if is_vit(arch) and self.img_size % self.patch_size:
-            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        check_patch_grid(arch, self.img_size, self.patch_size)
         for name in ("mae", "simclr"):
-            aug: AugmentConfig = getattr(self, name).augment
+            aug: SSLAugmentConfig = getattr(self, name).augment
             lo, hi = aug.crop_scale
             if not 0 < lo <= hi <= 1:
                 raise ValueError(
                     f"{name}.augment.crop_scale: {aug.crop_scale} must satisfy 0 < lo <= hi <= 1"
                 )
-
-
-def run_defining(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config dict that determines a run's result (execution fields dropped)."""
-    return {k: v for k, v in cfg_dict.items() if k not in EXECUTION_FIELDS}

@@ -5,10 +5,18 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from optidel.log import logger
 from optidel.runtime.atomic import atomic_write_bytes
+from optidel.ssl.metrics_log import METRICS
 
-__all__ = ["plot_loss_curve", "read_metrics"]
+if TYPE_CHECKING:
+    from optidel.ssl.config import PretrainConfig
+
+__all__ = ["LOSS_PNG", "plot_loss_curve", "read_metrics", "write_loss_png"]
+
+LOSS_PNG = "loss.png"
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -46,3 +54,13 @@ def plot_loss_curve(metrics_csv: str | Path, out_png: str | Path, title: str = "
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(out_png, buf.getvalue())
+
+
+def write_loss_png(out: Path, cfg: PretrainConfig) -> None:
+    """Draw ``RUN/loss.png`` from ``RUN/metrics.csv``; a failure is logged, never raised (a plot must not end a run)."""
+    try:
+        plot_loss_curve(
+            out / METRICS, out / LOSS_PNG, title=f"{out.name}: {cfg.ssl} {cfg.arch}, {cfg.img_size} px"
+        )
+    except Exception as e:  # a plot must never break a run
+        logger.warning("could not draw %s: %s", out / LOSS_PNG, e)

@@ -1,12 +1,14 @@
 """``optidel theory`` and ``optidel vinfo`` command functions (registered in :mod:`optidel.cli`).
 
-Heavy imports happen inside the commands so that ``optidel --help`` stays fast.
+Settings: :func:`optidel.config.layer_config` over :class:`~optidel.theory.experiments.TheoryConfig` and
+:class:`VinfoConfig` (defaults < ``--config`` < named options < ``--set``); help texts read the defaults from them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,19 +17,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from optidel.options import ConfigOption, SetOption, given, input_errors, option
+from optidel.runtime.errors import one_line_errors
+from optidel.theory.experiments import TheoryConfig
+
 console = Console()
+T = TheoryConfig
 
 
+@one_line_errors
 def theory(
     experiment: Annotated[
-        str,
-        typer.Option(
+        str | None,
+        option(
+            T,
+            "experiment",
+            "theta (perfect probe, alpha_t 5-100, hard pruning), redundant (each pool example x10), "
+            "bias (error against a shifted downstream teacher), difficulty (hard vs random vs easy).",
             "--experiment",
             "-e",
-            help="theta (perfect probe, alpha_t 5-100, hard pruning), redundant (each pool example x10), "
-            "bias (error against a shifted downstream teacher), difficulty (hard vs random vs easy).",
         ),
-    ] = "difficulty",
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Run directory (created; a rerun resumes from its caches).")
     ] = Path("runs/theory"),
@@ -38,47 +48,34 @@ def theory(
         ),
     ] = False,
     repeats: Annotated[
-        int | None, typer.Option(help="Simulation repeats per point \\[default: 50, or 3 with --quick].")
+        int | None, option(T, "repeats", "Simulation repeats per point (3 with --quick).")
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Base seed of every random stream (results are deterministic given it).")
-    ] = 0,
+        int | None,
+        option(T, "seed", "Base seed of every random stream (results are deterministic given it)."),
+    ] = None,
     jobs: Annotated[
-        int, typer.Option(help="Worker processes for simulation and theory (the CPUs are shared).")
-    ] = 1,
-    no_theory: Annotated[bool, typer.Option("--no-theory", help="Skip the replica-theory curves.")] = False,
-    config: Annotated[
-        Path | None, typer.Option(help="A YAML file of TheoryConfig keys (e.g. alpha_ts, n_dim, theta_deg).")
+        int | None, option(T, "jobs", "Worker processes for simulation and theory (the CPUs are shared).")
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", help="Config override KEY=VALUE (repeatable), e.g. --set alpha_ts=20,500 --set n_dim=50."
-        ),
+    theory_curves: Annotated[
+        bool | None, option(T, "theory", "Also solve the replica-theory curves.", "--theory/--no-theory")
     ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Teacher-student perceptron experiments of the OptiDEL paper (adapted from Sorscher et al. 2022).
 
-    A pool of alpha_t*N Gaussian inputs (N = 30), a teacher at angle theta from a probe (coordinate 0), pruning to a fraction f = logspace(-2, 0, 12) of the pool by the probe's margin |x0| (hard = smallest, easy = largest, or random), a max-margin student on what is kept, and its test error arccos(R)/pi. Simulation (50 repeats per point) and replica theory.
+    A pool of alpha_t*N Gaussian inputs, a teacher at angle theta from a probe (coordinate 0), pruning to a fraction f = logspace(log10(f_min), 0, n_f) of the pool by the probe's margin |x0| (hard = smallest, easy = largest, or random), a max-margin student on what is kept, and its test error arccos(R)/pi. Simulation and replica theory. Each experiment sets its own alpha_ts, strategies, theta_deg, redundancy and bias_shift (the base below --config); every key of optidel.theory.experiments.TheoryConfig can be set with --config or --set.
 
     Writes OUT/results.csv (experiment, strategy, alpha_t, f, error, error_std, error_sem, n_repeats, source = sim | theory, ...), OUT/<experiment>.png, OUT/config.yaml, OUT/log.txt and, last, OUT/DONE.
-    """
-    from optidel.config import ConfigError, resolve_config
-    from optidel.runtime.progress import make_progress
-    from optidel.theory.experiments import TheoryConfig, default_config, run_experiment, validate_config
 
-    try:
-        base = default_config(experiment, quick=quick)
-        overrides = [f"seed={seed}", f"jobs={jobs}"] + (list(set_) if set_ else [])
-        if repeats is not None:
-            overrides.append(f"repeats={repeats}")
-        if no_theory:
-            overrides.append("theory=false")
-        cfg = resolve_config(TheoryConfig, config, overrides, base=base)
-        validate_config(cfg)
-    except (ConfigError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+    Precedence: defaults < --config FILE < named options < --set key=value.
+    """
+    from optidel.runtime.progress import make_progress
+    from optidel.theory.experiments import run_experiment
+
+    options = given(experiment=experiment, repeats=repeats, seed=seed, jobs=jobs, theory=theory_curves)
+    cfg = theory_config(config, options, set_ or [], quick=quick)
     with make_progress() as prog:
         t_sim = prog.add_task(f"simulate {cfg.experiment}", total=None)
         t_th = prog.add_task("theory curves", total=None, visible=cfg.theory)
@@ -95,6 +92,25 @@ def theory(
         f"simulation {res.seconds_simulation:.1f} s, theory {res.seconds_theory:.1f} s -> "
         f"{out / 'results.csv'}, {out / (cfg.experiment + '.png')}"
     )
+
+
+def theory_config(
+    config: Path | None, options: dict[str, Any], sets: list[str], quick: bool = False
+) -> TheoryConfig:
+    """The run's TheoryConfig: defaults < the experiment's own settings < ``config`` < ``options`` < ``sets``.
+
+    The experiment (and ``quick``) is read through the same layers first, since it chooses the base.
+    """
+    from optidel.config import layer_config
+    from optidel.theory.experiments import default_config, validate_config
+
+    first = layer_config(T, config_file=config, options={**options, "quick": quick or None}, sets=sets)
+    with input_errors(ValueError):
+        base = default_config(first.experiment, quick=first.quick)
+    cfg = layer_config(T, base=base, config_file=config, options=options, sets=sets)
+    with input_errors(ValueError):
+        validate_config(cfg)
+    return cfg
 
 
 def _theory_table(cfg: Any, rows: list[dict[str, Any]]) -> Table:
@@ -178,62 +194,110 @@ def load_set_embeddings(set_dir: Path, embeddings: Path | None = None) -> tuple[
     return np.asarray(emb[rows], dtype=np.float32), selected
 
 
+@dataclass(frozen=True)
+class VinfoConfig:
+    """Settings of ``optidel vinfo`` (written nowhere; the report in vinfo.json records what it used).
+
+    Attributes:
+        reference: a ``(m, D)`` .npy of reference (pool) embeddings; None = every manifest row.
+        embeddings: the ``(n_patches, D)`` .npy aligned with the manifest's ``patch_id``; None = found in SET_DIR.
+        k: k-means pseudo-label classes (fitted on the reference).
+        n_random: random subsets of the reference, of the set's size.
+        folds: cross-fitting folds.
+        C: inverse L2 strength of the logistic-regression probe.
+        seed: seed of the labeller, subsets, folds and bootstrap.
+    """
+
+    reference: str | None = None
+    embeddings: str | None = None
+    k: int = 10
+    n_random: int = 20
+    folds: int = 5
+    C: float = 1.0
+    seed: int = 0
+
+
+V = VinfoConfig
+
+
+@one_line_errors
 def vinfo(
     set_dir: Annotated[
         Path, typer.Argument(help="An `optidel select` output folder (manifest.parquet + embeddings).")
     ],
     reference: Annotated[
         Path | None,
-        typer.Option(help="A (m, D) .npy of reference (pool) embeddings \\[default: every manifest row]."),
+        option(V, "reference", "A (m, D) .npy of reference (pool) embeddings.", none="every manifest row"),
     ] = None,
     embeddings: Annotated[
         Path | None,
-        typer.Option(
-            help="The (n_patches, D) .npy aligned with the manifest's patch_id \\[default: found in SET_DIR]."
+        option(
+            V,
+            "embeddings",
+            "The (n_patches, D) .npy aligned with the manifest's patch_id.",
+            none="found in SET_DIR",
         ),
     ] = None,
-    k: Annotated[int, typer.Option(help="k-means pseudo-label classes (fitted on the reference).")] = 10,
+    k: Annotated[
+        int | None, option(V, "k", "k-means pseudo-label classes (fitted on the reference).")
+    ] = None,
     n_random: Annotated[
-        int, typer.Option(help="Random subsets of the reference, same size as the set.")
-    ] = 20,
-    folds: Annotated[int, typer.Option(help="Cross-fitting folds.")] = 5,
+        int | None, option(V, "n_random", "Random subsets of the reference, same size as the set.")
+    ] = None,
+    folds: Annotated[int | None, option(V, "folds", "Cross-fitting folds.")] = None,
     c: Annotated[
-        float, typer.Option("--C", help="Inverse L2 strength of the logistic-regression probe.")
-    ] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of the labeller, subsets, folds and bootstrap.")] = 0,
+        float | None, option(V, "C", "Inverse L2 strength of the logistic-regression probe.", "--C")
+    ] = None,
+    seed: Annotated[
+        int | None, option(V, "seed", "Seed of the labeller, subsets, folds and bootstrap.")
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
 ) -> None:
     """V-information of a selected set (Xu et al. 2020) against random subsets of the pool of the same size.
 
     Y = k-means pseudo-labels of the embeddings (faiss, k-means++ init) fitted on the reference; V = linear probes (multinomial logistic regression, fixed L2); H_V(Y|X) and H_V(Y|0) cross-fitted over folds; I_V = H_V(Y|0) - H_V(Y|X), in nats and bits, with a 95% bootstrap interval for the set and the 2.5-97.5 percentiles of the random subsets.
 
     Set = the manifest rows with selected = true; reference = every manifest row (or --reference). Reads SET_DIR/manifest.parquet and the embeddings (SET_DIR/embeddings.npy or the select cache), L2-normalised when the selection used cosine distance (as in its report), and writes SET_DIR/vinfo.json.
+
+    Precedence: defaults < --config FILE < named options < --set key=value.
     """
-    from optidel.metrics.vinfo import as_embedding_array, vinfo_report
+    from optidel.config import layer_config
     from optidel.runtime.atomic import atomic_write_json
 
-    try:
-        feats, selected = load_set_embeddings(set_dir, embeddings)
-        if not selected.any():
-            raise ValueError(f"{set_dir / 'manifest.parquet'} has no selected rows")
-        if reference is None and selected.all():
-            raise ValueError(
-                f"every row of {set_dir / 'manifest.parquet'} is selected (an image-level manifest?): "
-                "the reference would equal the set; pass --reference POOL.npy"
-            )
-        pool = feats if reference is None else as_embedding_array(reference)
-        if _selection_uses_cosine(set_dir):  # the same geometry as the selection and its report
-            from optidel.select.rank.cluster import l2_normalize
-
-            feats = l2_normalize(feats)
-            pool = feats if reference is None else l2_normalize(pool)
-        report = vinfo_report(feats[selected], pool, k=k, n_random=n_random, seed=seed, folds=folds, C=c)
-    except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+    options = given(
+        reference=reference, embeddings=embeddings, k=k, n_random=n_random, folds=folds, C=c, seed=seed
+    )
+    cfg = layer_config(VinfoConfig, config_file=config, options=options, sets=set_ or [])
+    with input_errors(ValueError, FileNotFoundError):
+        report = _vinfo_report(set_dir, cfg)
     atomic_write_json(set_dir / "vinfo.json", report)
     console.print(_vinfo_table(report))
     console.print(report["verdict"])
     console.print(f"-> {set_dir / 'vinfo.json'}")
+
+
+def _vinfo_report(set_dir: Path, cfg: VinfoConfig) -> dict[str, Any]:
+    """The V-information report of the set in ``set_dir`` (see :func:`vinfo`)."""
+    from optidel.metrics.vinfo import as_embedding_array, vinfo_report
+
+    feats, selected = load_set_embeddings(set_dir, Path(cfg.embeddings) if cfg.embeddings else None)
+    if not selected.any():
+        raise ValueError(f"{set_dir / 'manifest.parquet'} has no selected rows")
+    if cfg.reference is None and selected.all():
+        raise ValueError(
+            f"every row of {set_dir / 'manifest.parquet'} is selected (an image-level manifest?): "
+            "the reference would equal the set; pass --reference POOL.npy"
+        )
+    pool = feats if cfg.reference is None else as_embedding_array(Path(cfg.reference))
+    if _selection_uses_cosine(set_dir):  # the same geometry as the selection and its report
+        from optidel.metrics.embedding import l2_normalize
+
+        feats = l2_normalize(feats)
+        pool = feats if cfg.reference is None else l2_normalize(pool)
+    return vinfo_report(
+        feats[selected], pool, k=cfg.k, n_random=cfg.n_random, seed=cfg.seed, folds=cfg.folds, C=cfg.C
+    )
 
 
 def _selection_uses_cosine(set_dir: Path) -> bool:
@@ -243,7 +307,11 @@ def _selection_uses_cosine(set_dir: Path) -> bool:
     cfg = set_dir / "config.yaml"
     if not cfg.is_file():
         return False
-    return (yaml.safe_load(cfg.read_text()) or {}).get("distance", "cosine") == "cosine"
+    data = yaml.safe_load(cfg.read_text()) or {}
+    cluster = data.get("cluster") if isinstance(data.get("cluster"), dict) else {}
+    return (
+        cluster.get("distance", data.get("distance", "cosine")) == "cosine"
+    )  # nested (now) or flat (before)
 
 
 def _vinfo_table(report: dict[str, Any]) -> Table:

@@ -31,15 +31,6 @@ def esc(x: Any) -> str:
     return html.escape(str(x))
 
 
-def png_bytes_of_array(img: np.ndarray) -> bytes:
-    """(H, W, 3) or (H, W) uint8 -> PNG bytes."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(img, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def png_bytes_of_figure(fig: Any, dpi: int = 100) -> bytes:
     """A matplotlib figure -> PNG bytes (the figure is closed)."""
     import matplotlib.pyplot as plt
@@ -70,15 +61,6 @@ def html_table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = Non
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
-
-
-def image_grid(items: Iterable[tuple[bytes, str]], width: int = 128) -> str:
-    """A wrapping grid of embedded PNGs with captions."""
-    figs = [
-        f"<figure>{img_tag(png, cap, 'tile', width)}<figcaption>{esc(cap)}</figcaption></figure>"
-        for png, cap in items
-    ]
-    return '<div class="grid">' + "".join(figs) + "</div>"
 
 
 def section(title: str, *parts: str) -> str:

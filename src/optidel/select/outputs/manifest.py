@@ -25,6 +25,11 @@ rank                   position in the method's ranking among the selected (0 = 
                        selected
 output_image           file name under ``images/`` that holds it, null if not selected
 tile                   0-3 (top-left, top-right, bottom-left, bottom-right) in a 2x2 mosaic, else null
+image_item             the item inside the source file, e.g. ``nifti:slice=12,axis=2``, ``dicom:frame=3``,
+                       ``dicom:frame=0,slice=5`` (series), ``tiff:page=1``, ``wsi:level=0,x=1024,y=2048,size=512``;
+                       null for ordinary image files (``image_path`` then is the file; else it is the locator)
+image_window           the intensity window the item was read with (``auto``, ``lung``, ``40:400``, ``p1-99``); null
+                       for ordinary image files
 =====================  ==========================================================================================
 
 The file's schema metadata (key ``optidel``) holds JSON: method, level, score, ratio, counts.
@@ -41,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from optidel.data.sources.decode import provenance
 from optidel.runtime.atomic import atomic_open
 from optidel.select.patches.store import PATCH_SCHEMA
 
@@ -58,6 +64,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("rank", pa.int64()),
         ("output_image", pa.string()),
         ("tile", pa.int8()),
+        ("image_item", pa.string()),
+        ("image_window", pa.string()),
     ]
 )
 META_KEY = b"optidel"
@@ -72,6 +80,17 @@ def _strings(n: int, at: np.ndarray, values: Sequence[str]) -> pa.Array:
     arr = np.full(n, None, dtype=object)
     arr[np.asarray(at, np.int64)] = list(values)
     return pa.array(arr, type=pa.string())
+
+
+def _provenance(paths: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
+    """``image_item`` / ``image_window`` of each row, from its ``image_path`` (computed once per distinct path)."""
+    col = paths.combine_chunks() if isinstance(paths, pa.ChunkedArray) else paths
+    enc = col if pa.types.is_dictionary(col.type) else col.dictionary_encode()
+    found = [provenance(v) for v in enc.dictionary.to_pylist()]
+    return {
+        "image_item": pa.array([f[0] for f in found], pa.string()).take(enc.indices),
+        "image_window": pa.array([f[1] for f in found], pa.string()).take(enc.indices),
+    }
 
 
 def patch_manifest(
@@ -121,6 +140,7 @@ def patch_manifest(
             "rank": _nullable(rank, selected, pa.int64()),
             "output_image": _strings(n, sel, output_image),
             "tile": _nullable(tiles, selected if tile is not None else np.zeros(n, bool), pa.int8()),
+            **_provenance(patches.column("image_path")),
         }
     )
     # string columns may stay dictionary-encoded here (a large pool's patch table is); write_manifest casts per batch
@@ -157,6 +177,8 @@ def image_manifest(
     cols["output_image"] = pa.array(list(output_image), type=pa.string())
     for name, arr in (scores or {}).items():
         cols[f"score_{name}"] = pa.array(np.asarray(arr, np.float32))
+    if "image_path" in rows:
+        cols.update(_provenance(pa.array([str(p) for p in rows["image_path"]], pa.string())))
     arrays = [cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type) for f in MANIFEST_SCHEMA]
     return pa.table(arrays, schema=MANIFEST_SCHEMA)
 

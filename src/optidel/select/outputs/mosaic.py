@@ -7,8 +7,18 @@ Grouping (which 4 chosen patches share an image; the paper does not say):
   takes one patch from each of the four clusters with the most patches left, ties broken by a seeded shuffle).
   This maximises the number of groups whose four tiles are all from different clusters.
 
-Tiles: 0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; each ``size / 2`` pixels. A crop fills its
-tile by ``pad`` (resize so the longer side fits, keep the aspect ratio, centre on black) or ``stretch``.
+Tiles: 0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; each ``size / 2`` pixels. A patch fills its
+tile (``tile_fit``, :func:`render_tile`) by
+
+- ``context``: the patch box grows to a square of side ``max(box w, box h)`` around the box centre, shifted (not
+  padded) to lie inside the source image, and that square region of the source is resized to the tile. The tile
+  shows the whole patch plus its surroundings, with no black bars and no distortion. Only when the source image is
+  narrower than that side in one dimension does the region stay a rectangle (the full image extent there), and then
+  it is letterboxed like ``pad``;
+- ``pad``: the box's own crop, resized so the longer side fits, aspect kept, centred on black (black bars when the
+  box is not square: MAE then spends loss on flat black areas, SimCLR sees the bars in both views);
+- ``stretch``: the box's crop resized to the square tile (distorts the aspect ratio).
+
 A group may have empty tiles (``-1``) only when fewer than 4 x images patches could be chosen; they stay black.
 """
 
@@ -92,12 +102,19 @@ def crop(img: np.ndarray, box: Sequence[int]) -> np.ndarray:
     return img[y0:y1, x0:x1]
 
 
+TILE_FITS: tuple[str, ...] = ("pad", "stretch", "context")
+
+
 def fit_tile(patch: np.ndarray, tile: int, fit: str = "pad") -> np.ndarray:
-    """A crop (h, w, 3) uint8 -> (tile, tile, 3) uint8, by ``pad`` (aspect kept, centred on black) or ``stretch``."""
+    """A crop (h, w, 3) uint8 -> (tile, tile, 3) uint8, by ``pad`` (aspect kept, centred on black) or ``stretch``.
+
+    ``context`` needs the source image around the crop (:func:`render_tile`); given a crop alone (e.g. a whole pool
+    image resized by an image-level method) nothing surrounds it, so it is letterboxed exactly like ``pad``.
+    """
     if fit == "stretch":
         return resize_rgb(patch, tile)
-    if fit != "pad":
-        raise ValueError(f"unknown tile fit {fit!r} (pad or stretch)")
+    if fit not in ("pad", "context"):
+        raise ValueError(f"unknown tile fit {fit!r} ({', '.join(TILE_FITS)})")
     h, w = patch.shape[:2]
     s = tile / max(h, w)
     nh, nw = max(1, min(tile, round(h * s))), max(1, min(tile, round(w * s)))
@@ -106,6 +123,44 @@ def fit_tile(patch: np.ndarray, tile: int, fit: str = "pad") -> np.ndarray:
     y, x = (tile - nh) // 2, (tile - nw) // 2
     out[y : y + nh, x : x + nw] = small
     return out
+
+
+def _context_span(lo: int, hi: int, side: int, extent: int) -> tuple[int, int]:
+    """``[a, a + min(side, extent))`` centred on ``(lo + hi) / 2`` and shifted to lie inside ``[0, extent)``."""
+    side = min(side, extent)
+    a = int(round((lo + hi) / 2 - side / 2))
+    a = min(max(0, a), extent - side)
+    return a, a + side
+
+
+def context_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, int, int]:
+    """The square around a patch box that ``context`` tiles show, inside a (height, width) image.
+
+    Args:
+        box: ``x0, y0, x1, y1`` (exclusive), clipped to the image first.
+    Returns:
+        ``x0, y0, x1, y1`` of a square of side ``max(box w, box h)`` centred on the box and shifted inside the image;
+        a dimension shorter than that side is taken whole (the region is then not square).
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0 = min(max(0, x0), width - 1), min(max(0, y0), height - 1)
+    x1, y1 = max(x0 + 1, min(width, x1)), max(y0 + 1, min(height, y1))
+    side = max(x1 - x0, y1 - y0)
+    cx0, cx1 = _context_span(x0, x1, side, width)
+    cy0, cy1 = _context_span(y0, y1, side, height)
+    return cx0, cy0, cx1, cy1
+
+
+def render_tile(img: np.ndarray, box: Sequence[int], tile: int, fit: str = "pad") -> np.ndarray:
+    """The tile of one patch: img (H, W, 3) uint8 and its box -> (tile, tile, 3) uint8 (see the module docstring).
+
+    ``context`` resizes the source region :func:`context_box` (letterboxed only when the image is too small to hold
+    the square); ``pad`` and ``stretch`` fit the box's own crop (:func:`fit_tile`).
+    """
+    if fit == "context":
+        h, w = img.shape[:2]
+        return fit_tile(crop(img, context_box(box, h, w)), tile, "pad")
+    return fit_tile(crop(img, box), tile, fit)
 
 
 def compose(tiles: Sequence[np.ndarray | None], size: int) -> np.ndarray:

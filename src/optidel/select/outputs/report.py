@@ -7,9 +7,11 @@ PNGs in ``OUT/report/``:
 - counts per source (pool vs selected);
 - score histograms of the pool with the selected share and the selection threshold;
 - a 2-D PCA map of the patch embeddings coloured by cluster and by selection;
+- patch level: the selected patches per k-means cluster beside plain OptiDEL's selection (coverage);
 - galleries of the hardest and easiest patches with their scores, and sample output images;
-- the V-information of the selected patches against random subsets of the pool of the same size
-  (:func:`optidel.metrics.vinfo.vinfo_report`; also written to ``OUT/vinfo.json``).
+- the V-information of the selected patches against random subsets of the pool of the same size, with Y from a
+  source other than the hardness score (lesion masks, low-level statistics; the circular embedding clusters as an
+  alternative; :mod:`optidel.select.stages.vinfo_labels`; also written to ``OUT/vinfo.json``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ class ReportData:
         map_xy: (m, 2) PCA coordinates of a sample of patches, with ``map_cluster`` (m,) and ``map_selected`` (m,).
         failed: unreadable pool images (uid, reason).
         notes: free text lines shown under the summary.
-        vinfo: the :func:`optidel.metrics.vinfo.vinfo_report` dict of the selected patches, or None.
+        vinfo: the :func:`optidel.metrics.vinfo.vinfo_report` dict of the selected patches (headline Y), with
+            ``alternatives``: the same for the other label sources (``optidel.select.stages.vinfo_labels``), or None.
+        cluster_counts: patch level: ``{"pool", "selected", "optidel"}`` -> (K,) patches per k-means cluster (from
+            :func:`optidel.select.strategies.optidel_cover.cluster_coverage`), or None.
     """
 
     title: str
@@ -71,6 +76,7 @@ class ReportData:
     failed: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     vinfo: dict[str, Any] | None = None
+    cluster_counts: dict[str, np.ndarray] | None = None
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -191,8 +197,49 @@ def _fig_gallery(items: list[tuple[np.ndarray, str]], cols: int = 8, size: float
     return png_bytes_of_figure(fig)
 
 
-def _vinfo_section(v: dict[str, Any]) -> str:
-    """The V-information table: the selected set against random subsets of the pool of the same size."""
+def coverage_rows(counts: dict[str, np.ndarray]) -> list[tuple[str, Any, Any]]:
+    """Summary rows of :attr:`ReportData.cluster_counts`: (what, this selection, plain OptiDEL)."""
+    pool = np.asarray(counts["pool"])
+    rows: list[tuple[str, Any, Any]] = []
+    cols = [np.asarray(counts["selected"]), np.asarray(counts["optidel"])]
+    rows.append(("selected patches", *(int(c.sum()) for c in cols)))
+    rows.append((f"clusters covered (of {int((pool > 0).sum())})", *(int((c > 0).sum()) for c in cols)))
+    rows.append(("largest cluster share %", *(f"{100 * c.max() / max(c.sum(), 1):.1f}" for c in cols)))
+    top = np.argsort(-pool, kind="stable")[: max(1, int(np.ceil(0.1 * (pool > 0).sum())))]
+    rows.append(
+        (
+            f"share % in the {top.size} largest clusters (pool: {100 * pool[top].sum() / max(pool.sum(), 1):.1f})",
+            *(f"{100 * c[top].sum() / max(c.sum(), 1):.1f}" for c in cols),
+        )
+    )
+    return rows
+
+
+def _fig_coverage(data: ReportData) -> bytes | None:
+    c = data.cluster_counts
+    if c is None or np.asarray(c["pool"]).size == 0:
+        return None
+    plt = _plt()
+    pool = np.asarray(c["pool"], float)
+    order = np.argsort(-pool, kind="stable")
+    x = np.arange(order.size)
+    fig, ax = plt.subplots(figsize=(min(16, 4 + 0.06 * order.size), 3.4))
+    ax.plot(x, 100 * pool[order] / max(pool.sum(), 1), color="#777", lw=1, label="pool share %")
+    for key, color, label in (
+        ("optidel", "#1f77b4", "plain optidel"),
+        ("selected", "#d62728", "this selection"),
+    ):
+        v = np.asarray(c[key], float)[order]
+        ax.bar(x, 100 * v / max(v.sum(), 1), width=1.0, alpha=0.55, color=color, label=f"{label} share %")
+    ax.set_xlabel("k-means cluster, largest first")
+    ax.set_ylabel("% of patches")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return png_bytes_of_figure(fig)
+
+
+def _vinfo_section(v: dict[str, Any], headline: bool = True) -> str:
+    """One V-information table: the selected set against random subsets of the pool of the same size; its Y and V."""
     s, r, est = v["set"], v["random"], v["estimator"]
     lo, hi = s["vinfo_ci95_nats"]
     rlo, rhi = r["vinfo_p2.5_p97.5_nats"]
@@ -212,14 +259,23 @@ def _vinfo_section(v: dict[str, Any]) -> str:
             f"{r['vinfo_mean_nats']:.3f} (2.5-97.5%: {rlo:.3f}-{rhi:.3f})",
         ),
     ]
+    source = est.get("label_source", "embedding")
+    circular = est.get("circular", source == "embedding")
+    caveat = (
+        "CIRCULAR: Y is k-means of the same embeddings whose centroid distances define margin/prototype hardness, "
+        "so hard patches are hard to label by construction; shown for comparison, not as a verdict."
+        if circular
+        else "Y is not built from the hardness score: a set that covers more of Y and keeps it predictable from "
+        "the embedding scores higher."
+    )
+    title = f"V-information, Y = {source}" + ("" if headline else " (alternative)")
     return section(
-        "V-information",
+        title,
         html_table(rows, ["set", "n", "H_V(Y|0) nats", "H_V(Y|X) nats", "I_V nats"]),
         note(v["verdict"]),
         note(
-            f"Y: {est['labels']} ({est['n_pool']} pool patches). V: {est['family']}; "
-            f"{est['cross_fitting_folds']}-fold cross-fitted. Diverse sets raise H_V(Y|0); sets of boundary (hard) "
-            "patches have a harder-to-predict Y, so a higher H_V(Y|X) is expected here (see docs/theory.md)."
+            f"Y: {est['labels']} ({est['n_pool']} pool patches). X: the patch embeddings. V: {est['family']}; "
+            f"{est['cross_fitting_folds']}-fold cross-fitted. {caveat} See docs/theory.md."
         ),
     )
 
@@ -236,6 +292,7 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
         "hardest": _fig_gallery(data.hardest),
         "easiest": _fig_gallery(data.easiest),
         "samples": _fig_gallery(data.samples, cols=4, size=3.0),
+        "cluster_coverage": _fig_coverage(data),
     }
     for name, png in figs.items():
         path = fig_dir / f"{name}.png"
@@ -276,8 +333,21 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
         )
     if figs["embedding_map"] is not None:
         parts.append(section("Embedding map", fig("embedding_map", "PCA map of the patch embeddings")))
+    if data.cluster_counts is not None:
+        parts.append(
+            section(
+                "Coverage of the k-means clusters",
+                html_table(coverage_rows(data.cluster_counts), ["", "this selection", "plain optidel"]),
+                note(
+                    "Selected patches per k-means cluster of the patch embeddings, beside the top-N hardest "
+                    "(plain optidel, same N, score and filters), from the same cached clusters and scores."
+                ),
+                fig("cluster_coverage", "selected patches per cluster"),
+            )
+        )
     if data.vinfo is not None:
-        parts.append(_vinfo_section(data.vinfo))
+        for i, v in enumerate([data.vinfo, *data.vinfo.get("alternatives", [])]):
+            parts.append(_vinfo_section(v, headline=i == 0))
     if data.hardest:
         parts.append(section(f"Hardest patches (by {data.score_name})", fig("hardest", "hardest patches")))
     if data.easiest:

@@ -102,7 +102,6 @@ def feature_boxes(
     if order not in ("saliency", "size", "mass"):
         raise ValueError(f"order must be 'saliency', 'size' or 'mass', got {order!r}")
     import torch
-    from scipy import ndimage
 
     h, w = valid_hw64
     x = features[:, :h, :w].reshape(features.shape[0], -1).t().float().cpu()
@@ -118,38 +117,56 @@ def feature_boxes(
         label_maps.append(((sal > np.quantile(sal, q)).astype(np.int64), np.array([1])))
     boxes: list[list[float]] = []
     scores: list[float] = []
-    eight = np.ones((3, 3), bool)
     for lab, values in label_maps:
         for v in values:
-            comp, n = ndimage.label(lab == v, structure=eight)
-            if n == 0:
-                continue
-            sizes = np.bincount(comp.ravel(), minlength=n + 1)
-            for i, sl in enumerate(ndimage.find_objects(comp), start=1):
-                if sl is None or sizes[i] < min_cells:
-                    continue
-                y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
-                if (y1 - y0) * (x1 - x0) > max_frac * h * w:
-                    continue
-                bh, bw = y1 - y0, x1 - x0
-                ey, ex = max(1.0, expand * bh), max(1.0, expand * bw)
-                boxes.append(
-                    [
-                        max(0.0, x0 - ex) * stride,
-                        max(0.0, y0 - ey) * stride,
-                        min(float(w), x1 + ex) * stride,
-                        min(float(h), y1 + ey) * stride,
-                    ]
-                )
-                mean_sal = float(sal[comp == i].mean())
-                size = float(sizes[i])
-                scores.append({"saliency": mean_sal, "size": size, "mass": mean_sal * size}[order])
+            _component_boxes(lab == v, sal, boxes, scores, stride, min_cells, max_frac, expand, order)
     if not boxes:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
     b = np.array(boxes, np.float32)
     s = np.array(scores, np.float32)
     order = np.argsort(-s, kind="stable")
     return b[order], s[order]
+
+
+def _component_boxes(
+    mask: np.ndarray,
+    sal: np.ndarray,
+    boxes: list[list[float]],
+    scores: list[float],
+    stride: int,
+    min_cells: int,
+    max_frac: float,
+    expand: float,
+    order: str,
+) -> None:
+    """Append the box and ranking score of every 8-connected component of ``mask`` (h, w) that passes the size
+    filters to ``boxes`` and ``scores`` (see :func:`feature_boxes` for the arguments)."""
+    from scipy import ndimage
+
+    h, w = mask.shape
+    comp, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return
+    sizes = np.bincount(comp.ravel(), minlength=n + 1)
+    for i, sl in enumerate(ndimage.find_objects(comp), start=1):
+        if sl is None or sizes[i] < min_cells:
+            continue
+        y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        if (y1 - y0) * (x1 - x0) > max_frac * h * w:
+            continue
+        bh, bw = y1 - y0, x1 - x0
+        ey, ex = max(1.0, expand * bh), max(1.0, expand * bw)
+        boxes.append(
+            [
+                max(0.0, x0 - ex) * stride,
+                max(0.0, y0 - ey) * stride,
+                min(float(w), x1 + ex) * stride,
+                min(float(h), y1 + ey) * stride,
+            ]
+        )
+        mean_sal = float(sal[comp == i].mean())
+        size = float(sizes[i])
+        scores.append({"saliency": mean_sal, "size": size, "mass": mean_sal * size}[order])
 
 
 def _kmeans_labels(x: torch.Tensor, k: int, seed: int, iters: int = 10) -> torch.Tensor:

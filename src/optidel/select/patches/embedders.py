@@ -177,7 +177,7 @@ class TimmPatchEmbedder:
         """img: (H, W, 3) uint8, its patches -> (P, D) float32 unit-norm embeddings."""
         import torch
 
-        from optidel.ssl.augment import normalize, to_float
+        from optidel.models.inputs import normalize, to_float
 
         if len(patches) == 0:
             return np.zeros((0, self.dim), np.float32)

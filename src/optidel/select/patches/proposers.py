@@ -116,11 +116,8 @@ def make_embedder(
             f"unknown embedder spec {str(spec)!r}: use nothing (the proposer's own embeddings), 'litemedsam', "
             f"'timm:ARCH', or the path of an optidel {ENCODER_FILENAME}"
         )
-    if path.is_dir():
-        if not (path / ENCODER_FILENAME).is_file():
-            raise FileNotFoundError(f"directory {path} holds no {ENCODER_FILENAME}")
-        path = path / ENCODER_FILENAME
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder file {path} does not exist")
+    from optidel.models.encoder_io import resolve_encoder_path
+
+    path = resolve_encoder_path(path)  # a run folder must be finished (DONE); its encoder.safetensors
     _check_options(TimmPatchEmbedder, "the encoder embedder", options)
     return TimmPatchEmbedder(encoder_path=path, **options)

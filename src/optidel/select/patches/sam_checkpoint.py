@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optidel.log import logger
+from optidel.runtime.errors import OptidelError
 from optidel.select.patches.types import ImagePatches
 
 if TYPE_CHECKING:
@@ -50,8 +51,11 @@ OFFICIAL_CHECKPOINTS: dict[str, tuple[str, str]] = {
 _OFFICIAL_SHAPES = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
 
 
-class SamCheckpointMissingError(FileNotFoundError):
-    """No SAM checkpoint given, or the file is not there; the message says what to download and how to pass it."""
+class SamCheckpointMissingError(OptidelError, FileNotFoundError):
+    """No SAM checkpoint given, or the file is not there; the message says what to download and how to pass it
+    (several lines on purpose: the download links)."""
+
+    exit_code = 2
 
 
 def missing_checkpoint_message(path: str | Path | None) -> str:

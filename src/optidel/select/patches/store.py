@@ -23,30 +23,29 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from optidel.data.image import ImageDecodeError, load_rgb
+from optidel.data.image import ImageDecodeError
 from optidel.data.pool import PoolImage
 from optidel.log import logger
 from optidel.runtime.atomic import atomic_open, atomic_save_npy, atomic_write_json
 from optidel.runtime.progress import make_progress
-from optidel.select.patches.types import ImagePatches, PatchEmbedder, PatchProposer
-
-if TYPE_CHECKING:
-    from optidel.select.patches.workers import ModelSpec
-
-T = TypeVar("T")
-R = TypeVar("R")
+from optidel.select.patches.compute import (
+    ImageResult,
+    PatchStageError,
+    compute_images,
+    embedding_dim,
+)
+from optidel.select.patches.types import PatchEmbedder, PatchProposer
+from optidel.select.patches.workers import ModelSpec, PatchWorkers, resolve_procs, threads_per_proc
 
 PATCH_SCHEMA = pa.schema(
     [
@@ -70,29 +69,6 @@ META_KEY = b"optidel"
 STRING_COLUMNS = ("source", "image_id", "image_uid", "image_path")  # kept dictionary-encoded in memory
 
 
-class PatchStageError(RuntimeError):
-    """The patch stage cannot run (no embeddings from the proposer and no embedder, a bad shard ...)."""
-
-
-def prefetched(fn: Callable[[T], R], items: Sequence[T] | Iterable[T], workers: int = 1) -> Iterator[R]:
-    """``map(fn, items)`` in order, computed ``workers`` threads ahead (at most ``2 x workers`` results pending).
-
-    An exception raised by ``fn`` is raised when its item is reached.
-    """
-    if workers < 1:
-        yield from map(fn, items)
-        return
-    ahead = 2 * workers
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        pending: deque[Future[R]] = deque()
-        for item in items:
-            pending.append(ex.submit(fn, item))
-            if len(pending) > ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def n_shards(n_images: int, shard_size: int) -> int:
     return (n_images + shard_size - 1) // shard_size
 
@@ -108,17 +84,6 @@ def emb_file(root: Path, s: int) -> Path:
 def shards_of_rank(total: int, rank: int, world: int) -> range:
     """Shards computed by ``rank`` of ``world`` processes: rank, rank + world, ..."""
     return range(rank, total, world)
-
-
-def embedding_dim(proposer: PatchProposer, embedder: PatchEmbedder | None) -> int:
-    if embedder is not None:
-        return int(embedder.dim)
-    if proposer.embed_dim is None:
-        raise PatchStageError(
-            f"patch proposer {proposer.name!r} does not embed its patches: give an embedder "
-            "(--embedder PATH/encoder.safetensors or --embedder timm:ARCH)"
-        )
-    return int(proposer.embed_dim)
 
 
 @dataclass
@@ -198,120 +163,6 @@ class PatchStore:
             list(info.get("failed", [])),
             float(info.get("seconds", 0)),
         )
-
-
-def _load_or_error(path: Path) -> np.ndarray | ImageDecodeError:
-    try:
-        return load_rgb(path)
-    except ImageDecodeError as e:
-        return e
-
-
-def _clean_boxes(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4).copy()
-    b[:, 0] = np.clip(b[:, 0], 0, w - 1)
-    b[:, 1] = np.clip(b[:, 1], 0, h - 1)
-    b[:, 2] = np.clip(np.maximum(b[:, 2], b[:, 0] + 1), 1, w)
-    b[:, 3] = np.clip(np.maximum(b[:, 3], b[:, 1] + 1), 1, h)
-    return b.astype(np.int32)
-
-
-def _propose(proposer: PatchProposer, imgs: list[np.ndarray]) -> list[ImagePatches]:
-    """One call per batch when the proposer has ``process_batch`` (e.g. one LiteMedSAM encoder batch)."""
-    batch_fn = getattr(proposer, "process_batch", None)
-    if batch_fn is not None and len(imgs) > 1:
-        out = list(batch_fn(imgs))
-        if len(out) != len(imgs):
-            raise PatchStageError(
-                f"proposer {proposer.name!r} returned {len(out)} results for {len(imgs)} images"
-            )
-        return out
-    return [proposer.process(img) for img in imgs]
-
-
-@dataclass
-class ImageResult:
-    """One pool image's outcome (picklable: worker processes send it back).
-
-    Attributes:
-        index: the image's position in the pool listing.
-        w, h: its size in pixels (0 when unreadable).
-        patches: its patches, boxes clipped to the image (None when unreadable).
-        emb: (P, dim) float32 embeddings of the patches (None when unreadable).
-        error: why the image could not be read (None when it could).
-    """
-
-    index: int
-    w: int = 0
-    h: int = 0
-    patches: ImagePatches | None = None
-    emb: np.ndarray | None = None
-    error: str | None = None
-
-
-def _finish(
-    index: int,
-    path: Path,
-    img: np.ndarray,
-    patches: ImagePatches,
-    proposer: PatchProposer,
-    embedder: PatchEmbedder | None,
-    dim: int,
-) -> ImageResult:
-    """Embed (or take the proposer's embeddings), check shapes, clip boxes."""
-    h, w = img.shape[:2]
-    n = len(patches)
-    emb = embedder.embed(img, patches) if embedder is not None else patches.embeddings
-    if n and emb is None:
-        raise PatchStageError(f"{path}: proposer {proposer.name!r} returned no embeddings")
-    emb = np.zeros((0, dim), np.float32) if emb is None else np.asarray(emb, np.float32).reshape(n, -1)
-    if emb.shape != (n, dim):
-        raise PatchStageError(f"{path}: embeddings of shape {emb.shape}, expected ({n}, {dim})")
-    patches.boxes = _clean_boxes(patches.boxes, w, h)
-    patches.embeddings = None  # kept once, in ``emb``
-    return ImageResult(index, w, h, patches, np.ascontiguousarray(emb))
-
-
-def compute_images(
-    items: Sequence[tuple[int, Path]],
-    proposer: PatchProposer,
-    embedder: PatchEmbedder | None,
-    dim: int,
-    workers: int = 1,
-    batch_size: int = 1,
-) -> Iterator[ImageResult]:
-    """Patches and embeddings of pool images, in this process: one result per item.
-
-    Args:
-        items: (pool index, image path) pairs.
-        workers: threads that decode images ahead.
-        batch_size: readable images per proposer call (used when the proposer has ``process_batch``).
-    Yields:
-        an :class:`ImageResult` per item; an unreadable image's comes as soon as it is read, the others in order.
-    Raises:
-        PatchStageError: when the proposer or embedder returns the wrong shape.
-    """
-    pending: list[tuple[int, Path, np.ndarray]] = []
-
-    def flush() -> list[ImageResult]:
-        results = _propose(proposer, [p[2] for p in pending])
-        done = [
-            _finish(index, path, img, patches, proposer, embedder, dim)
-            for (index, path, img), patches in zip(pending, results, strict=True)
-        ]
-        pending.clear()
-        return done
-
-    decoded = prefetched(lambda it: _load_or_error(it[1]), items, workers)
-    for (index, path), img in zip(items, decoded, strict=True):
-        if isinstance(img, ImageDecodeError):
-            yield ImageResult(index, error=img.reason)
-            continue
-        pending.append((index, path, img))
-        if len(pending) >= batch_size:
-            yield from flush()
-    if pending:
-        yield from flush()
 
 
 def shard_rows(
@@ -397,6 +248,22 @@ def _shard_meta(root: Path, s: int) -> dict[str, Any]:
     return json.loads(md.get(META_KEY, b"{}"))
 
 
+def _missing_shards(
+    pool: Sequence[PoolImage], root: Path, shard_size: int, rank: int, world: int
+) -> dict[int, list[tuple[int, PoolImage]]]:
+    """This rank's shards not yet on disk, in order: shard -> its (pool index, image) items."""
+    root.mkdir(parents=True, exist_ok=True)
+    mine = list(shards_of_rank(n_shards(len(pool), shard_size), rank, world))
+    todo = [s for s in mine if not shard_file(root, s).is_file()]
+    if len(todo) < len(mine):
+        logger.info(
+            "patch stage: %d of %d shards already on disk, resuming", len(mine) - len(todo), len(mine)
+        )
+    return {
+        s: [(i, pool[i]) for i in range(s * shard_size, min(len(pool), (s + 1) * shard_size))] for s in todo
+    }
+
+
 def process_shards(
     pool: Sequence[PoolImage],
     proposer: PatchProposer,
@@ -420,23 +287,12 @@ def process_shards(
     1 computes them here with ``proposer`` and ``embedder``.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     dim = embedding_dim(proposer, embedder)
-    total = n_shards(len(pool), shard_size)
-    mine = list(shards_of_rank(total, rank, world))
-    todo = [s for s in mine if not shard_file(root, s).is_file()]
-    n_todo_images = sum(min(len(pool), (s + 1) * shard_size) - s * shard_size for s in todo)
-    if len(todo) < len(mine):
-        logger.info(
-            "patch stage: %d of %d shards already on disk, resuming", len(mine) - len(todo), len(mine)
-        )
+    shards = _missing_shards(pool, root, shard_size, rank, world)
+    todo = list(shards)
+    n_todo_images = sum(len(items) for items in shards.values())
     done_now: list[int] = []
     images_done, t_start = 0, time.perf_counter()
-    shards = {
-        s: [(i, pool[i]) for i in range(s * shard_size, min(len(pool), (s + 1) * shard_size))] for s in todo
-    }
-    from optidel.select.patches.workers import PatchWorkers, resolve_procs, threads_per_proc
-
     k = 1 if spec is None else resolve_procs(procs, n_todo_images, spec.device, world > 1)
     with ExitStack() as stack:
         stream: Iterator[ImageResult] | None = None

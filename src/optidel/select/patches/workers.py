@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optidel.select.patches.store import ImageResult, PatchStageError, compute_images, embedding_dim
+from optidel.select.patches.compute import ImageResult, PatchStageError, compute_images, embedding_dim
 from optidel.select.patches.types import PatchEmbedder, PatchProposer
 
 # The default never starts more processes than AUTO_MAX_PROCS, nor more than one per AUTO_MIN_IMAGES_PER_PROC

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from optidel.log import logger
+from optidel.metrics.embedding import l2_normalize
 
 Distance = Literal["cosine", "l2"]
 CHUNK_ROWS = 65536
@@ -109,13 +110,6 @@ def iter_chunks(n: int, chunk: int = CHUNK_ROWS) -> Iterator[slice]:
     """Consecutive slices covering ``range(n)``."""
     for start in range(0, n, chunk):
         yield slice(start, min(n, start + chunk))
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows of x: (n, D) scaled to unit L2 norm (zero rows stay zero); float32, a new array."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
 
 
 def _prepare(x: np.ndarray, distance: Distance) -> np.ndarray:

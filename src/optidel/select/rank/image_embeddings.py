@@ -18,9 +18,10 @@ import numpy as np
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.data.pool import PoolImage
 from optidel.log import logger
-from optidel.select.patches.store import prefetched
+from optidel.metrics.embedding import l2_normalize
+from optidel.select.patches.compute import prefetched
 from optidel.select.patches.types import ImagePatches, PatchEmbedder
-from optidel.select.rank.cluster import iter_chunks, l2_normalize
+from optidel.select.rank.cluster import iter_chunks
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from optidel.log import logger
-from optidel.select.patches.store import prefetched
+from optidel.select.patches.compute import prefetched
 
 SCORE_COLUMNS = {
     "margin": "score_margin",
@@ -104,6 +104,25 @@ def _model_input_size(model: Any, default: int = 224) -> int:
     return default
 
 
+def _load_mae(mae_run: str | Path, device: str, seed: int) -> tuple[Any, Callable[..., Any], dict[str, Any]]:
+    """The MAE of ``mae_run`` in eval mode on ``device``, its error function and that function's keyword options."""
+    try:
+        from optidel.models.mae import load_mae, reconstruction_error
+    except ImportError as e:  # the pre-training engine is a separate module
+        raise ImportError(
+            f"score=reconstruction needs optidel.models.mae (load_mae, reconstruction_error): {e}"
+        ) from e
+
+    mae_kw = {"device": device} if "device" in inspect.signature(load_mae).parameters else {}
+    model = load_mae(mae_run, **mae_kw)
+    if hasattr(model, "eval"):
+        model.eval()
+    if not mae_kw and hasattr(model, "to"):
+        model.to(device)
+    err_kw = {"seed": seed} if "seed" in inspect.signature(reconstruction_error).parameters else {}
+    return model, reconstruction_error, err_kw
+
+
 def reconstruction_scores(
     image_paths: Sequence[str],
     image_index: np.ndarray,
@@ -118,38 +137,25 @@ def reconstruction_scores(
     """MAE reconstruction error of every patch crop (the paper's v1/v2 hardness; high = hard).
 
     Crops are stretched to the MAE's input size and scored with
-    ``optidel.ssl.mae.reconstruction_error(model, imgs, seed=seed)`` (fixed, seeded masks: a patch's score does not
+    ``optidel.models.mae.reconstruction_error(model, imgs, seed=seed)`` (fixed, seeded masks: a patch's score does not
     depend on its batch), so the scores are reproducible.
 
     Args:
         image_paths: path of every pool image (indexed by ``image_index``).
         image_index: (n,) int, image of each patch.
         boxes: (n, 4) int ``x0, y0, x1, y1``.
-        mae_run: an optidel MAE run directory (``optidel.ssl.mae.load_mae``).
+        mae_run: an optidel MAE run directory (``optidel.models.mae.load_mae``).
     Returns:
         (n,) float32 errors.
     Raises:
-        ImportError: when optidel.ssl.mae is not available.
+        ImportError: when optidel.models.mae is not available.
     """
     import torch
 
     from optidel.data.image import load_rgb, resize_rgb
 
-    try:
-        from optidel.ssl.mae import load_mae, reconstruction_error
-    except ImportError as e:  # the pre-training engine is a separate module
-        raise ImportError(
-            f"score=reconstruction needs optidel.ssl.mae (load_mae, reconstruction_error): {e}"
-        ) from e
-
     load = load or load_rgb
-    mae_kw = {"device": device} if "device" in inspect.signature(load_mae).parameters else {}
-    model = load_mae(mae_run, **mae_kw)
-    if hasattr(model, "eval"):
-        model.eval()
-    if not mae_kw and hasattr(model, "to"):
-        model.to(device)
-    err_kw = {"seed": seed} if "seed" in inspect.signature(reconstruction_error).parameters else {}
+    model, reconstruction_error, err_kw = _load_mae(mae_run, device, seed)
     size = _model_input_size(model)
     n = int(image_index.shape[0])
     out = np.full(n, np.nan, np.float32)

@@ -4,6 +4,7 @@
 name            level   what it keeps
 ==============  ======  ==========================================================================================
 optidel         patch   the hardest patches (``--score``), tiled 2x2 into mosaics (the paper's method)
+optidel-cover   patch   the hardest patches of every k-means cluster (size-based quotas, CCS), diverse mosaics
 hard-only       patch   ablation: the hardest patches as single images, no mosaics (same image count)
 easy            patch   ablation: the easiest patches, in mosaics
 mosaic-random   patch   ablation: random patches, in mosaics
@@ -27,6 +28,7 @@ from optidel.select.strategies import (  # noqa: F401  (each module registers it
     moderate,
     mosaic_random,
     optidel,
+    optidel_cover,
     optidel_grid,
     prototypes,
     random_images,

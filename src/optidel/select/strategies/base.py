@@ -119,7 +119,7 @@ class SelectionContext:
         """(n_patches,) larger = harder, by ``score`` (default: the config's)."""
         from optidel.select.rank.scores import hardness
 
-        name = score or self.cfg.score
+        name = score or self.cfg.scoring.score
         return hardness(name, self.scores()[name])
 
     def image_embeddings(self) -> ImageEmbeddings:
@@ -144,11 +144,28 @@ class Strategy(ABC):
 
 
 def force(cfg: SelectConfig, method: str, **values: Any) -> SelectConfig:
-    """``cfg`` with ``values`` forced by a method (logged when they change the user's setting)."""
-    changed = {k: v for k, v in values.items() if getattr(cfg, k) != v}
+    """``cfg`` with ``values`` forced by a method (logged when they change the user's setting).
+
+    Keys are dotted (``**{"synthesis.mosaic": False}``) or top-level (``ratio=...``).
+    """
+
+    def get(key: str) -> Any:
+        obj: Any = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    changed = {k: v for k, v in values.items() if get(k) != v}
     if changed:
         logger.info("method %s sets %s", method, ", ".join(f"{k}={v}" for k, v in changed.items()))
-    return dataclasses.replace(cfg, **values)
+    top: dict[str, Any] = {}
+    for key, v in values.items():
+        section, _, name = key.rpartition(".")
+        if not section:
+            top[name] = v
+            continue
+        top[section] = dataclasses.replace(top.get(section, getattr(cfg, section)), **{name: v})
+    return dataclasses.replace(cfg, **top)
 
 
 class PatchStrategy(Strategy):
@@ -173,27 +190,27 @@ class PatchStrategy(Strategy):
 
         cfg = ctx.cfg
         store = ctx.patches()
-        n = ctx.n_images * TILES_PER_MOSAIC if cfg.mosaic else ctx.n_images
+        n = ctx.n_images * TILES_PER_MOSAIC if cfg.synthesis.mosaic else ctx.n_images
         order, desc = self.ranking(ctx)
         ids = greedy_select(
             order,
             n,
-            image_index=store.image_index if cfg.max_per_image is not None else None,
-            max_per_image=cfg.max_per_image,
-            embeddings=store.embeddings if cfg.dedup_threshold is not None else None,
-            dedup_threshold=cfg.dedup_threshold,
+            image_index=store.image_index if cfg.scoring.max_per_image is not None else None,
+            max_per_image=cfg.scoring.max_per_image,
+            embeddings=store.embeddings if cfg.scoring.dedup_threshold is not None else None,
+            dedup_threshold=cfg.scoring.dedup_threshold,
         )
         if ids.size < n:
             msg = f"only {ids.size} of the N = {n} patches wanted could be chosen (pool has {len(store)} patches)"
-            if cfg.strict:
+            if cfg.runtime.strict:
                 raise ConfigError(msg)
             logger.warning(msg)
         if ids.size == 0:
             raise ConfigError("no patch could be selected: the pool has no patches")
         groups = None
-        if cfg.mosaic:
+        if cfg.synthesis.mosaic:
             rng = ctx.rng("grouping")
-            if cfg.grouping == "diverse":
+            if cfg.synthesis.grouping == "diverse":
                 groups = group_diverse(ctx.clusters().cluster[ids], rng, TILES_PER_MOSAIC)
             else:
                 groups = group_random(ids.size, rng, TILES_PER_MOSAIC)

@@ -23,4 +23,4 @@ class EasyStrategy(PatchStrategy):
     description: ClassVar[str] = "ablation: the easiest patches (by --score) in mosaics"
 
     def ranking(self, ctx: SelectionContext) -> tuple[np.ndarray, str]:
-        return rank_order(ctx.hardness(), descending=False), f"easiest first by {ctx.cfg.score}"
+        return rank_order(ctx.hardness(), descending=False), f"easiest first by {ctx.cfg.scoring.score}"

@@ -22,4 +22,4 @@ class HardOnlyStrategy(OptidelStrategy):
     )
 
     def resolve_config(self, cfg: SelectConfig) -> SelectConfig:
-        return force(cfg, self.name, mosaic=False)
+        return force(cfg, self.name, **{"synthesis.mosaic": False})

@@ -23,9 +23,11 @@ def image_kmeans(ctx: SelectionContext) -> tuple[np.ndarray, KMeansResult]:
     if idx.size == 0:
         raise ValueError("no pool image has an embedding (no readable image with patches)")
     emb = np.asarray(ie.embeddings[idx], np.float32)
-    k = ctx.cfg.image_k or default_k(idx.size)
+    k = ctx.cfg.cluster.image_k or default_k(idx.size)
     k = max(1, min(k, idx.size))
-    km = run_kmeans(emb, k, "cosine", ctx.cfg.kmeans_iters, ctx.cfg.seed, ctx.cfg.kmeans_init_sample)
+    km = run_kmeans(
+        emb, k, "cosine", ctx.cfg.cluster.kmeans_iters, ctx.cfg.seed, ctx.cfg.cluster.kmeans_init_sample
+    )
     return idx, km
 
 

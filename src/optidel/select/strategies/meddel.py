@@ -33,19 +33,19 @@ class MedDELStrategy(ImageStrategy):
         idx, km = image_kmeans(ctx)
         emb = np.asarray(ctx.image_embeddings().embeddings[idx], np.float32)
         n = min(ctx.n_images, idx.size)
-        inlier = km.d1 <= ctx.cfg.meddel_eps
+        inlier = km.d1 <= ctx.cfg.scoring.meddel_eps
         if inlier.sum() < n:
             extra = np.argsort(np.where(inlier, np.inf, km.d1), kind="stable")[: n - inlier.sum()]
             logger.warning(
                 "meddel: eps %.3g leaves %d images < %d wanted; keeping %d nearest outliers",
-                ctx.cfg.meddel_eps,
+                ctx.cfg.scoring.meddel_eps,
                 inlier.sum(),
                 n,
                 extra.size,
             )
             inlier[extra] = True
         cand = np.flatnonzero(inlier)
-        key = km.d1[cand] if ctx.cfg.meddel_keep == "nearer" else -km.d1[cand]
+        key = km.d1[cand] if ctx.cfg.scoring.meddel_keep == "nearer" else -km.d1[cand]
 
         def kept_at(t: float) -> np.ndarray:
             return within_cluster_dedup(emb[cand], km.cluster[cand], key, t)
@@ -62,7 +62,7 @@ class MedDELStrategy(ImageStrategy):
             scores={"centre_distance": km.d1[chosen]},
             info={
                 "eta": round(float(eta), 4),
-                "eps": ctx.cfg.meddel_eps,
+                "eps": ctx.cfg.scoring.meddel_eps,
                 "k": km.k,
                 "outliers": int((~inlier).sum()),
             },

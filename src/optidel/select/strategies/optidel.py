@@ -28,4 +28,4 @@ class OptidelStrategy(PatchStrategy):
     )
 
     def ranking(self, ctx: SelectionContext) -> tuple[np.ndarray, str]:
-        return rank_order(ctx.hardness(), descending=True), f"hardest first by {ctx.cfg.score}"
+        return rank_order(ctx.hardness(), descending=True), f"hardest first by {ctx.cfg.scoring.score}"

@@ -17,4 +17,4 @@ class OptidelGridStrategy(OptidelStrategy):
     description: ClassVar[str] = "ablation: like optidel, with grid patches instead of SAM patches"
 
     def resolve_config(self, cfg: SelectConfig) -> SelectConfig:
-        return force(cfg, self.name, patches="grid")
+        return force(cfg, self.name, **{"proposal.patches": "grid"})

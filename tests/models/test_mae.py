@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optidel.models.backbone import create_backbone
-from optidel.ssl.mae import MAE, load_mae, reconstruction_error, save_mae
+from optidel.models.mae import MAE, load_mae, reconstruction_error, save_mae
 
 
 @pytest.fixture(scope="module")

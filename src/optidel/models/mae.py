@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from lightly.models import utils as lightly_utils
 from lightly.models.modules import MaskedVisionTransformerDecoderTIMM, MaskedVisionTransformerTIMM
 
-from optidel.ssl.augment import MEAN, STD, normalize
+from optidel.models.inputs import MEAN, STD, normalize
 
 __all__ = ["MAE", "MAE_FILE", "load_mae", "reconstruction_error", "save_mae"]
 
@@ -258,25 +258,44 @@ def load_mae(run_dir: str | Path, device: str | torch.device = "cpu") -> MAE:
         device: where to put the model.
 
     Raises:
-        FileNotFoundError: no ``mae.safetensors`` (e.g. a SimCLR run, or an unfinished run).
-        ValueError: the file lacks the metadata written by :func:`save_mae`.
+        FileNotFoundError: no ``mae.safetensors`` (e.g. a SimCLR run).
+        ValueError: an unfinished run (no DONE), a file that is not safetensors or lacks the metadata written by
+            :func:`save_mae`, or weights that do not fit (all :class:`~optidel.models.encoder_io.EncoderFileError`:
+            one line naming the file). Weights are read by safetensors only, never unpickled.
     """
     import timm
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
+    from optidel.models.encoder_io import EncoderFileError, EncoderFileNotFound, state_dict_mismatch
+    from optidel.runtime.run_dir import is_done
+
     path = Path(run_dir)
+    if path.is_dir() and (path / "config.yaml").is_file() and not is_done(path):
+        raise EncoderFileError(
+            f"{path} is an unfinished pretrain run (no DONE); finish it with `optidel pretrain ... --resume` first"
+        )
     if path.is_dir() or path.suffix != ".safetensors":
         path = path / MAE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist (only finished MAE runs write it)")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "arch" not in meta or "mae" not in meta:
-        raise ValueError(f"{path}: no MAE metadata (arch, mae); not written by optidel.ssl.mae.save_mae")
-    vit = timm.create_model(meta["arch"], pretrained=False, **json.loads(meta["timm_kwargs"]))
-    model = MAE(vit, **json.loads(meta["mae"]))
-    model.load_state_dict(load_file(str(path)), strict=True)
+        raise EncoderFileNotFound(f"{path} does not exist (only finished MAE runs write it)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "arch" not in meta or "mae" not in meta:
+            raise EncoderFileError(
+                f"{path}: no MAE metadata (arch, mae); not written by optidel.models.mae.save_mae"
+            )
+        vit = timm.create_model(meta["arch"], pretrained=False, **json.loads(meta.get("timm_kwargs") or "{}"))
+        model = MAE(vit, **json.loads(meta["mae"]))
+        state = load_file(str(path))
+    except (SafetensorError, OSError, json.JSONDecodeError, TypeError, RuntimeError) as e:
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise EncoderFileError(f"{path}: not a usable MAE file ({type(e).__name__}: {reason})") from None
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise EncoderFileError(f"{path}: weights do not fit the MAE its metadata describes: {problem}")
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
 

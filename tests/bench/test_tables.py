@@ -1,0 +1,155 @@
+"""Benchmark tables from synthetic results: the informative rule, the average over informative datasets only, the
+per-centre table, the SSL side-by-side table and the paired CIs of an average (no training: fake run folders)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optidel.bench.tables import TableContext, informativeness, results_markdown, write_tables
+from optidel.metrics.bootstrap import mean_paired_miou_difference, miou_from_counts, paired_miou_difference
+
+N_IMG = 12
+
+
+def _counts(rng: np.random.Generator, quality: float) -> np.ndarray:
+    """(N_IMG, 4) tp, fp, fn, tn of 100-pixel images, 20 foreground each; higher quality = fewer errors."""
+    fp = rng.integers(0, 1 + int(20 * (1 - quality)), N_IMG)
+    fn = rng.integers(0, 1 + int(20 * (1 - quality)), N_IMG)
+    fn = np.minimum(fn, 20)
+    tp = 20 - fn
+    tn = 80 - fp
+    return np.stack([tp, fp, fn, tn], axis=1)
+
+
+def _run(root: Path, name: str, counts: np.ndarray, ids: list[str]) -> str:
+    d = root / name
+    d.mkdir(parents=True)
+    with open(d / "per_image.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "iou_fg", "tp", "fp", "fn", "tn"])
+        for i, c in zip(ids, counts, strict=True):
+            w.writerow([i, 0.5, *map(int, c)])
+    return str(d)
+
+
+def _rows(tmp_path: Path, quality: dict[tuple[str, str, str], float], seeds=(0, 1, 2)) -> list[dict]:
+    """Rows like collect_rows': one per (method, dataset, ssl, seed); miou from the written counts. Counts depend on
+    (quality, dataset, seed) only: two arms of equal quality on a dataset get identical results."""
+    rows = []
+    for (method, ds, ssl), q in quality.items():
+        ratio = {"random-init": 0.0, "full": 1.0}.get(method, 0.05)
+        ids = [f"{ds}-{i}" for i in range(N_IMG)]
+        for s in seeds:
+            c = _counts(np.random.default_rng([int(q * 1000), len(ds), s]), q)
+            run = _run(tmp_path, f"{method}-{ds}-{ssl}-{s}", c, ids)
+            rows.append(
+                {
+                    "method": method,
+                    "ratio": ratio,
+                    "ssl": ssl,
+                    "seed": s,
+                    "dataset": ds,
+                    "label_fraction": 0.1,
+                    "miou": float(miou_from_counts(c.sum(0))),
+                    "iou_fg": 0.5,
+                    "dice_fg": 0.6,
+                    "normdel": float("nan") if method == "random-init" else 60.0,
+                    "run_dir": run,
+                }
+            )
+    return rows
+
+
+def test_informative_rule_and_average_excludes_the_uninformative(tmp_path: Path) -> None:
+    quality = {}
+    for ssl in ("mae", "simclr"):
+        # "polyps": full pre-training far above random init -> informative; "vessels": equal -> not informative
+        quality.update({("random-init", "polyps", ssl): 0.3, ("full", "polyps", ssl): 0.9})
+        quality.update({("random-init", "vessels", ssl): 0.6, ("full", "vessels", ssl): 0.6})
+        quality.update({("optidel", "polyps", ssl): 0.95, ("random", "polyps", ssl): 0.85})
+        quality.update({("optidel", "vessels", ssl): 0.6, ("random", "vessels", ssl): 0.6})
+    rows = _rows(tmp_path, quality)
+    v = informativeness(rows, "polyps", "mae", 0.1)
+    full = [r["miou"] for r in rows if (r["method"], r["dataset"], r["ssl"]) == ("full", "polyps", "mae")]
+    init = [
+        r["miou"] for r in rows if (r["method"], r["dataset"], r["ssl"]) == ("random-init", "polyps", "mae")
+    ]
+    sd = max(np.std(full, ddof=1), np.std(init, ddof=1))
+    assert v.informative and v.gap == pytest.approx(np.mean(full) - np.mean(init)) and v.gap > 2 * sd
+    assert not informativeness(rows, "vessels", "mae", 0.1).informative
+    assert "not decided" in informativeness(rows[:1], "polyps", "mae", 0.1).reason  # no full-pool run
+
+    md = results_markdown(rows, TableContext("t", n_boot=200))
+    section = md.split("## mae, label fraction 0.1")[1].split("## simclr")[0]
+    avg = section.split("### average over the informative datasets")[1]
+    assert "- excluded: vessels (not informative: full - random init" in avg
+    assert "Averaged over: polyps." in avg
+    opt = next(line for line in avg.splitlines() if line.startswith("| optidel |"))
+    polyps_opt = np.mean(
+        [r["miou"] for r in rows if (r["method"], r["dataset"], r["ssl"]) == ("optidel", "polyps", "mae")]
+    )
+    assert f"| 1 | {polyps_opt:.3f} |" in opt  # the average is the informative dataset's alone
+    vs_init = opt.split("|")[6]
+    assert vs_init.strip().startswith("+") and vs_init.strip().endswith(
+        "*"
+    )  # far above random init: CI excludes 0
+    # both SSL methods in the grid: a side-by-side table
+    assert "## SSL methods side by side, label fraction 0.1" in md
+    assert "| optidel | 0.05 | polyps |" in md.split("side by side")[1]
+
+
+def test_mean_paired_difference_is_the_mean_of_the_datasets_differences() -> None:
+    rng = np.random.default_rng(1)
+    pairs = [
+        (np.stack([_counts(rng, 0.9) for _ in range(3)]), np.stack([_counts(rng, 0.5) for _ in range(3)]))
+        for _ in range(2)
+    ]
+    each = [paired_miou_difference(a, b, n_boot=300) for a, b in pairs]
+    avg = mean_paired_miou_difference(pairs, n_boot=300)
+    assert avg.estimate == pytest.approx(np.mean([e.estimate for e in each]))
+    assert avg.low < avg.estimate < avg.high and avg.excludes_zero()
+
+
+def test_per_centre_table_from_per_image_counts(tmp_path: Path) -> None:
+    rows = _rows(
+        tmp_path, {("random-init", "polypgen", "mae"): 0.3, ("optidel", "polypgen", "mae"): 0.9}, seeds=(0, 1)
+    )
+    ids = [f"polypgen-{i}" for i in range(N_IMG)]
+    centres = {i: ("C5" if k < 8 else "C6") for k, i in enumerate(ids)}
+    md = results_markdown(rows, TableContext("t", n_boot=100, centres={"polypgen": centres}))
+    table = md.split("#### polypgen: mIoU per centre of the test split")[1].split("\n\n")[1]
+    assert table.splitlines()[0] == "| method | ratio | n | C5 | C6 |"
+    opt = next(line for line in table.splitlines() if line.startswith("| optidel |"))
+    c5 = []
+    for r in rows:
+        if r["method"] == "optidel":
+            c = np.loadtxt(
+                Path(r["run_dir"]) / "per_image.csv", delimiter=",", skiprows=1, usecols=(2, 3, 4, 5)
+            )
+            c5.append(miou_from_counts(c[:8].sum(0)))
+    assert opt.split("|")[4].strip() == f"{np.mean(c5):.3f} +- {np.std(c5, ddof=1):.3f}"
+
+
+def test_write_tables_writes_csv_md_and_the_ratio_plot(tmp_path: Path) -> None:
+    rows = _rows(
+        tmp_path / "runs",
+        {("random-init", "a", "mae"): 0.3, ("full", "a", "mae"): 0.8, ("optidel", "a", "mae"): 0.8},
+    )
+    write_tables(tmp_path, rows, TableContext("t", n_boot=50))
+    assert (tmp_path / "results.csv").read_text().count("\n") == len(rows) + 1
+    assert (tmp_path / "plots" / "miou_vs_ratio_mae_lf0.1.png").is_file()
+    assert (tmp_path / "plots" / "miou_per_method.png").is_file()
+
+
+def test_vinfo_table_ranks_sets_against_their_miou(tmp_path: Path) -> None:
+    rows = _rows(tmp_path, {("optidel", "polyps", "mae"): 0.7, ("random", "polyps", "mae"): 0.7})
+    # I_V that orders the sets exactly as their mIoU does: Spearman's rho is 1
+    set_vinfo = {(r["method"], r["ratio"], r["seed"]): 2 * r["miou"] for r in rows}
+    md = results_markdown(rows, TableContext("t", n_boot=100, set_vinfo=set_vinfo))
+    table = md.split("#### polyps: V-information of each selected set and its mIoU")[1]
+    assert table.count("| optidel | 0.05 |") == 3 and table.count("| random | 0.05 |") == 3
+    assert "Spearman's rank correlation between I_V and mIoU over these sets: rho = 1.00" in table
