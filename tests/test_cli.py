@@ -89,7 +89,7 @@ def _help_cases() -> list[tuple[str, type, str]]:
     from optidel.select.config import SelectConfig
     from optidel.ssl.config import PretrainConfig
     from optidel.theory.command import VinfoConfig
-    from optidel.theory.experiments import TheoryConfig
+    from optidel.theory.config import TheoryConfig
 
     return [
         ("select", SelectConfig, "ratio"),

@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from optidel.data.array_cache import load_stack
 from optidel.data.errors import ImageDecodeError
-from optidel.data.image import load_rgb, read_header, scale_to_uint8
+from optidel.data.image import load_rgb, read_header
 from optidel.data.pool import list_pool
 from optidel.data.segmentation import load_mask, load_seg_dataset
 from optidel.data.sources import (
@@ -26,6 +26,7 @@ from optidel.data.sources import (
 )
 from optidel.data.sources.dicom import missing_decoder
 from optidel.data.sources.locator import make_locator, resolved
+from optidel.data.sources.scaling import scale_to_uint8
 from optidel.data.sources.window import CT_PRESETS, parse_window
 
 pydicom = pytest.importorskip("pydicom")

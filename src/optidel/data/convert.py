@@ -38,7 +38,12 @@ from optidel.data.errors import ConversionError
 from optidel.log import logger
 from optidel.runtime.atomic import atomic_write_text
 
-__all__ = ["ConversionError", "ConversionSummary", "Converter", "packaged_test_ids"]  # ConversionError lives in errors
+__all__ = [
+    "ConversionError",
+    "ConversionSummary",
+    "Converter",
+    "packaged_test_ids",
+]  # ConversionError lives in errors
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif")
 COPY_EXTS = (".jpg", ".jpeg", ".png")

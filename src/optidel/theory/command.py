@@ -19,7 +19,7 @@ from rich.table import Table
 
 from optidel.options import ConfigOption, SetOption, given, input_errors, option
 from optidel.runtime.errors import one_line_errors
-from optidel.theory.experiments import TheoryConfig
+from optidel.theory.config import TheoryConfig
 
 console = Console()
 T = TheoryConfig

@@ -29,7 +29,6 @@ that isotropic part at the simulated ``N``.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import csv
 import dataclasses
 import hashlib
 import io
@@ -43,146 +42,26 @@ from typing import Any
 import numpy as np
 
 from optidel.log import logger
-from optidel.runtime.atomic import atomic_open, atomic_write_bytes, atomic_write_text
+from optidel.runtime.atomic import atomic_write_bytes, atomic_write_text
 from optidel.theory import perceptron, replica
-
-EXPERIMENTS: tuple[str, ...] = ("theta", "redundant", "bias", "difficulty")
-RESULT_COLUMNS: tuple[str, ...] = (
-    "experiment",
-    "strategy",
-    "alpha_t",
-    "f",
-    "error",
-    "error_std",
-    "error_sem",
-    "n_repeats",
-    "source",
-    "theta_deg",
-    "n_dim",
-    "n_kept",
-    "overlap",
-    "kappa",
+from optidel.theory.config import (
+    EXPERIMENTS,
+    RESULT_COLUMNS,
+    SPECS,
+    ExperimentSpec,
+    TheoryConfig,
+    default_config,
+    n_kept,
+    validate_config,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentSpec:
-    """Defaults of one experiment (the notebook's settings where known; documented choices elsewhere)."""
-
-    theta_deg: float
-    alpha_ts: tuple[float, ...]
-    strategies: tuple[str, ...]
-    redundancy: int = 1
-    bias_shift: float | None = None
-    quick_alpha_ts: tuple[float, ...] = ()
-
-
-SPECS: dict[str, ExperimentSpec] = {
-    "theta": ExperimentSpec(0.0, (5, 10, 20, 50, 100), ("hard",), quick_alpha_ts=(5, 20, 100)),
-    "redundant": ExperimentSpec(
-        10.0, (20, 50, 100, 200, 500), ("hard", "random"), redundancy=10, quick_alpha_ts=(50, 500)
-    ),
-    "bias": ExperimentSpec(
-        10.0, (20, 50, 100, 200, 500), ("hard", "random"), bias_shift=0.4, quick_alpha_ts=(20, 200)
-    ),
-    "difficulty": ExperimentSpec(
-        10.0, (20, 50, 100, 200, 500), ("hard", "random", "easy"), quick_alpha_ts=(20, 500)
-    ),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class TheoryConfig:
-    """Resolved settings of one ``optidel theory`` run (written to ``config.yaml``)."""
-
-    experiment: str = "difficulty"  # theta | redundant | bias | difficulty
-    n_dim: int = 30  # input dimension N
-    repeats: int = 50  # simulation repeats per (alpha_t, f) point
-    f_min: float = 0.01  # smallest kept fraction; f = logspace(log10(f_min), 0, n_f)
-    n_f: int = 12  # number of kept fractions
-    alpha_ts: tuple[float, ...] = (20.0, 50.0, 100.0, 200.0, 500.0)  # pool sizes per dimension
-    strategies: tuple[str, ...] = ("hard", "random", "easy")  # pruning strategies (hard | random | easy)
-    theta_deg: float = 10.0  # probe-teacher angle in degrees
-    redundancy: int = 1  # copies of each distinct pool example (10 for `redundant`)
-    bias_shift: float | None = (
-        None  # w_down = normalise(teacher + shift * 1), probe coordinate unshifted (`bias`)
-    )
-    seed: int = 0  # base seed of every random stream
-    jobs: int = 1  # worker processes for the simulation and the theory
-    theory: bool = True  # also solve the replica-theory curves
-    theory_refine: int = 2  # the theory f grid is this many times finer than the simulation's
-    bias_mc: int = 4000  # Monte-Carlo draws for the `bias` theory (teacher and isotropic part)
-    solver: str = "nnls"  # max-margin QP solver: nnls (Lawson-Hanson, exact, fast) | cvxpy
-    quick: bool = False  # a small grid with few repeats (smoke test)
-    f_values: tuple[float, ...] | None = (
-        None  # explicit kept fractions (replace the logspace grid; for tests)
-    )
-
-    @property
-    def fs(self) -> np.ndarray:
-        """(n_f,) kept fractions of the simulation."""
-        if self.f_values is not None:
-            return np.asarray(self.f_values, dtype=float)
-        return np.logspace(math.log10(self.f_min), 0.0, self.n_f)
-
-    @property
-    def theory_fs(self) -> np.ndarray:
-        """Kept fractions of the theory curves (includes every simulated f)."""
-        if self.f_values is not None:
-            return np.asarray(self.f_values, dtype=float)
-        return np.logspace(math.log10(self.f_min), 0.0, (self.n_f - 1) * self.theory_refine + 1)
-
-    @property
-    def n_fs(self) -> int:
-        return int(self.fs.size)
-
-    @property
-    def theta(self) -> float:
-        return math.radians(self.theta_deg)
-
-
-def default_config(experiment: str, quick: bool = False, **overrides: Any) -> TheoryConfig:
-    """The config of ``experiment`` with its defaults (``quick``: 3 repeats, a smaller alpha grid), then overrides.
-
-    Raises:
-        ValueError: for an unknown experiment.
-    """
-    if experiment not in SPECS:
-        raise ValueError(f"unknown experiment {experiment!r}; expected one of {EXPERIMENTS}")
-    spec = SPECS[experiment]
-    base: dict[str, Any] = {
-        "experiment": experiment,
-        "alpha_ts": tuple(float(a) for a in (spec.quick_alpha_ts if quick else spec.alpha_ts)),
-        "strategies": spec.strategies,
-        "theta_deg": spec.theta_deg,
-        "redundancy": spec.redundancy,
-        "bias_shift": spec.bias_shift,
-        "quick": quick,
-    }
-    if quick:
-        base["repeats"] = 3
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = TheoryConfig(**base)
-    validate_config(cfg)
-    return cfg
-
-
-def validate_config(cfg: TheoryConfig) -> None:
-    """Raise ``ValueError`` naming the bad setting."""
-    if cfg.experiment not in SPECS:
-        raise ValueError(f"unknown experiment {cfg.experiment!r}; expected one of {EXPERIMENTS}")
-    bad = [s for s in cfg.strategies if s not in perceptron.STRATEGIES]
-    if bad:
-        raise ValueError(f"unknown strategies {bad}; expected some of {perceptron.STRATEGIES}")
-    if cfg.repeats < 1 or cfg.n_dim < 2 or cfg.n_f < 2 or not 0.0 < cfg.f_min < 1.0:
-        raise ValueError(f"need repeats >= 1, n_dim >= 2, n_f >= 2, 0 < f_min < 1; got {cfg}")
-    if cfg.f_values is not None and (not cfg.f_values or any(not 0.0 < f <= 1.0 for f in cfg.f_values)):
-        raise ValueError(f"f_values must be non-empty and lie in (0, 1], got {cfg.f_values}")
-    if any(a <= 0 for a in cfg.alpha_ts) or not cfg.alpha_ts:
-        raise ValueError(f"alpha_ts must be positive and non-empty, got {cfg.alpha_ts}")
-    if cfg.solver not in ("nnls", "cvxpy"):
-        raise ValueError(f"unknown solver {cfg.solver!r}; expected nnls or cvxpy")
-
+from optidel.theory.results import (
+    TheoryPoint,
+    plot_results,
+    read_results_csv,
+    results_rows,
+    summary_lines,
+    write_results_csv,
+)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # simulation
@@ -192,11 +71,6 @@ def validate_config(cfg: TheoryConfig) -> None:
 def _stream(cfg: TheoryConfig, *key: int) -> np.random.Generator:
     exp = EXPERIMENTS.index(cfg.experiment)
     return np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(exp, *key)))
-
-
-def n_kept(alpha_t: float, f: float, n_dim: int) -> int:
-    """``P = int(alpha_t * f * N)`` (the notebook's rounding), with a guard against ``0.99999`` float artefacts."""
-    return int(alpha_t * f * n_dim + 1e-9)
 
 
 def simulate_task(cfg: TheoryConfig, alpha_t: float, repeat: int) -> np.ndarray:
@@ -323,20 +197,6 @@ def run_simulation(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class TheoryPoint:
-    """One theory point: the saddle point and the error it predicts for the experiment's target."""
-
-    strategy: str
-    alpha_t: float
-    f: float
-    error: float
-    overlap: float
-    kappa: float
-    R: float
-    S: float
-
-
 def theory_curve(cfg: TheoryConfig, strategy: str, alpha_t: float) -> list[TheoryPoint]:
     """Theory for one (strategy, alpha_t) over ``cfg.theory_fs`` (see the module docstring for the adaptations)."""
     fs = [float(f) for f in cfg.theory_fs]
@@ -456,162 +316,6 @@ def run_theory(
     return [TheoryPoint(**d) for c in curves for d in cache[f"{c[0]}|{c[1]}"]]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# table and plots
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def results_rows(
-    cfg: TheoryConfig, sim: dict[float, np.ndarray], theory: Sequence[TheoryPoint] = ()
-) -> list[dict[str, Any]]:
-    """Rows of ``results.csv`` (columns :data:`RESULT_COLUMNS`): simulation means first, then theory points."""
-    rows: list[dict[str, Any]] = []
-    for a in cfg.alpha_ts:
-        errs = sim[float(a)]  # (repeats, strategies, n_f)
-        n = errs.shape[0]
-        for i, s in enumerate(cfg.strategies):
-            for j, f in enumerate(cfg.fs):
-                e = errs[:, i, j]
-                std = float(e.std(ddof=1)) if n > 1 else float("nan")
-                rows.append(
-                    {
-                        "experiment": cfg.experiment,
-                        "strategy": s,
-                        "alpha_t": float(a),
-                        "f": float(f),
-                        "error": float(e.mean()),
-                        "error_std": std,
-                        "error_sem": std / math.sqrt(n) if n > 1 else float("nan"),
-                        "n_repeats": n,
-                        "source": "sim",
-                        "theta_deg": cfg.theta_deg,
-                        "n_dim": cfg.n_dim,
-                        "n_kept": n_kept(float(a), float(f), cfg.n_dim),
-                        "overlap": float(np.mean(np.cos(np.pi * e))),
-                        "kappa": float("nan"),
-                    }
-                )
-    for p in theory:
-        rows.append(
-            {
-                "experiment": cfg.experiment,
-                "strategy": p.strategy,
-                "alpha_t": p.alpha_t,
-                "f": p.f,
-                "error": p.error,
-                "error_std": float("nan"),
-                "error_sem": float("nan"),
-                "n_repeats": 0,
-                "source": "theory",
-                "theta_deg": cfg.theta_deg,
-                "n_dim": cfg.n_dim,
-                "n_kept": p.alpha_t * p.f * cfg.n_dim,
-                "overlap": p.overlap,
-                "kappa": p.kappa,
-            }
-        )
-    return rows
-
-
-def write_results_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Write the rows atomically (floats with full precision, NaN as empty)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
-    atomic_write_text(path, buf.getvalue())
-
-
-def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``results.csv`` back (numbers as floats, empty as NaN)."""
-    out = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        for r in csv.DictReader(fh):
-            row: dict[str, Any] = {}
-            for k, v in r.items():
-                if k in ("experiment", "strategy", "source"):
-                    row[k] = v
-                else:
-                    row[k] = float(v) if v != "" else float("nan")
-            out.append(row)
-    return out
-
-
-_STYLE = {"hard": ("o", "-"), "random": ("s", "--"), "easy": ("^", ":")}
-
-
-def plot_results(cfg: TheoryConfig, rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Error vs kept fraction ``f`` (log-log), one panel per strategy, one colour per alpha_t.
-
-    Simulation means are points with error bars (standard error over repeats); theory curves are lines.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    strategies = list(cfg.strategies)
-    fig, axes = plt.subplots(
-        1, len(strategies), figsize=(4.2 * len(strategies) + 1.6, 3.8), sharey=True, squeeze=False
-    )
-    cmap = plt.get_cmap("viridis")
-    colours = {float(a): cmap(i / max(1, len(cfg.alpha_ts) - 1) * 0.9) for i, a in enumerate(cfg.alpha_ts)}
-    target = "w_down" if cfg.bias_shift is not None else "teacher"
-    for ax, s in zip(axes[0], strategies, strict=True):
-        marker, ls = _STYLE.get(s, ("o", "-"))
-        for a in map(float, cfg.alpha_ts):
-            c = colours[a]
-            sim = sorted(
-                (r for r in rows if r["source"] == "sim" and r["strategy"] == s and r["alpha_t"] == a),
-                key=lambda r: r["f"],
-            )
-            th = sorted(
-                (r for r in rows if r["source"] == "theory" and r["strategy"] == s and r["alpha_t"] == a),
-                key=lambda r: r["f"],
-            )
-            if th:
-                ax.plot([r["f"] for r in th], [r["error"] for r in th], ls, color=c, lw=1.4)
-            if sim:
-                yerr = [0.0 if math.isnan(r["error_sem"]) else r["error_sem"] for r in sim]
-                ax.errorbar(
-                    [r["f"] for r in sim],
-                    [r["error"] for r in sim],
-                    yerr=yerr,
-                    fmt=marker,
-                    color=c,
-                    ms=4,
-                    capsize=2,
-                    label=f"$\\alpha_t$ = {a:g}",
-                )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("kept fraction f")
-        ax.set_title(f"{cfg.experiment}: {s} pruning")
-        ax.grid(True, which="both", alpha=0.25)
-    axes[0][0].set_ylabel(f"test error vs {target}  (arccos R / $\\pi$)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    from matplotlib.lines import Line2D
-
-    handles.append(Line2D([], [], color="k", lw=1.4))
-    labels.append("theory (replica)")
-    axes[0][-1].legend(
-        handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0
-    )
-    fig.suptitle(
-        f"N = {cfg.n_dim}, $\\theta$ = {cfg.theta_deg:g}$^\\circ$, {cfg.repeats} repeats"
-        + (f", each example x{cfg.redundancy}" if cfg.redundancy > 1 else "")
-        + (f", target w_down (shift {cfg.bias_shift:g})" if cfg.bias_shift is not None else ""),
-        fontsize=10,
-    )
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    with atomic_open(path, "wb") as fh:
-        fh.write(buf.getvalue())
-
-
 @dataclasses.dataclass(frozen=True)
 class ExperimentResult:
     """What :func:`run_experiment` produced."""
@@ -681,24 +385,20 @@ def run_experiment(
         detach_run_log(handler)
 
 
-def summary_lines(cfg: TheoryConfig, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Human-readable lines: for the largest alpha_t, the simulated error of each strategy at a few f values."""
-    a = float(max(cfg.alpha_ts))
-    lines = [f"alpha_t = {a:g}: simulated error (mean over {cfg.repeats} repeats) [theory]"]
-    theory = {
-        (r["strategy"], round(r["f"], 9)): r["error"]
-        for r in rows
-        if r["source"] == "theory" and r["alpha_t"] == a
-    }
-    for f in cfg.fs[:: max(1, cfg.n_fs // 6)]:
-        parts = []
-        for s in cfg.strategies:
-            sim = [
-                r
-                for r in rows
-                if r["source"] == "sim" and r["strategy"] == s and r["alpha_t"] == a and r["f"] == f
-            ]
-            th = theory.get((s, round(float(f), 9)))
-            parts.append(f"{s} {sim[0]['error']:.4f}" + (f" [{th:.4f}]" if th is not None else ""))
-        lines.append(f"  f = {f:.4f}: " + ", ".join(parts))
-    return lines
+__all__ = [
+    "EXPERIMENTS",
+    "RESULT_COLUMNS",
+    "SPECS",
+    "ExperimentResult",
+    "ExperimentSpec",
+    "TheoryConfig",
+    "TheoryPoint",
+    "default_config",
+    "plot_results",
+    "read_results_csv",
+    "results_rows",
+    "run_experiment",
+    "summary_lines",
+    "validate_config",
+    "write_results_csv",
+]
