@@ -84,3 +84,23 @@ def test_shared_datasets_read_as_they_are(
         assert all(p.fov is not None for p in ds.pairs)
     m = load_mask(ds.pairs[0].mask)
     assert m.dtype == bool and 0 < m.mean() < 0.5
+
+
+def test_16bit_label_masks_keep_their_labels(tmp_path):
+    """Labels {0, 1, 2, 3} in a 16-bit PNG: every non-zero label is foreground (label 1 included), and a chosen
+    label selects only its pixels; a 16-bit 0/65535 mask keeps the > 127 rule after scaling."""
+    from PIL import Image
+
+    from optidel.data.segmentation import load_mask
+    from optidel.data.sources.locator import make_locator
+
+    labels = np.zeros((8, 8), np.uint16)
+    labels[0, :4], labels[1, :4], labels[2, :4] = 1, 2, 3
+    path = tmp_path / "labels.png"
+    Image.fromarray(labels).save(path)
+    assert Image.open(path).mode.startswith("I")
+    assert np.array_equal(load_mask(path), labels != 0)
+    assert np.array_equal(load_mask(make_locator(path, "image", label=1)), labels == 1)
+    binary = (labels != 0).astype(np.uint16) * 65535
+    Image.fromarray(binary).save(tmp_path / "binary.png")
+    assert np.array_equal(load_mask(tmp_path / "binary.png"), labels != 0)

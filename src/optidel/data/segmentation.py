@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from optidel.data.errors import ImageDecodeError, MaskError
 from optidel.data.image import load_gray, read_header
@@ -351,7 +352,30 @@ def load_mask(path: str | Path) -> np.ndarray:
     if (loc is not None and loc.fmt != "image") or (loc is None and plain_format(file) is not None):
         values = decode_labels(path)
         return values != 0 if label is None else values == label
-    return mask_foreground(load_gray(file), file.suffix.lower() in LOSSY_MASK_SUFFIXES, label)
+    lossy = file.suffix.lower() in LOSSY_MASK_SUFFIXES
+    raw = None if lossy else _wide_label_values(file)
+    if raw is not None:  # a 16/32-bit label mask: its stored labels, not a min-max scaled grey
+        return raw != 0 if label is None else raw == label
+    return mask_foreground(load_gray(file), lossy, label)
+
+
+def _wide_label_values(file: Path) -> np.ndarray | None:
+    """(H, W) int64 stored values of a 16/32-bit single-channel mask whose values are a small label set (all <=
+    ``MASK_THRESHOLD``), else None (8-bit files, and wide greyscale masks, which keep the scaled > 127 rule).
+
+    Why: ``load_gray`` scales wide images by their own min-max (right for pictures), which would turn labels
+    {0, 1, 2, 3} into {0, 85, 170, 255} and lose label 1 under the > 127 rule.
+    """
+    try:
+        with Image.open(file) as im:
+            if not (im.mode.startswith("I;16") or im.mode == "I"):
+                return None
+            values = np.asarray(ImageOps.exif_transpose(im), dtype=np.int64)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return None  # load_gray names the file and the problem
+    if values.ndim != 2 or int(values.max(initial=0)) > MASK_THRESHOLD or int(values.min(initial=0)) < 0:
+        return None
+    return values
 
 
 def require_foreground(masks: np.ndarray, dataset: str | Path, split: str) -> None:
