@@ -30,9 +30,9 @@ from optidel.runtime.atomic import atomic_write_json
 from optidel.runtime.progress import track
 
 CACHE_VERSION = 1  # image stacks
-MASK_CACHE_VERSION = (
-    2  # mask stacks: 2 = label masks (0/1 ...) read as non-zero foreground (segmentation.load_mask)
-)
+# mask stacks: 2 = label masks (0/1 ...) read as non-zero foreground; 3 = 16/32-bit label masks read by their stored
+# labels (segmentation.load_mask)
+MASK_CACHE_VERSION = 3
 
 
 def cache_root() -> Path:
