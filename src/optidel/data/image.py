@@ -138,8 +138,7 @@ def read_header(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = 
     except ImageDecodeError as e:
         if not _tiff_fallback(path, e):
             raise
-        _, _, (w, h) = sources_tiff.tiff_info(path)
-        _check_size(path, w, h, max_pixels, min_side)
+        w, h = _checked_tiff_size(path, max_pixels, min_side)
         return ImageHeader(w, h, "RGB", "TIFF")
 
 
@@ -155,6 +154,13 @@ def _pillow_header(path: Path, max_pixels: int, min_side: int) -> ImageHeader:
         raise ImageDecodeError(path, f"unreadable header ({e})") from e
     finally:
         im.close()
+
+
+def _checked_tiff_size(path: Path, max_pixels: int, min_side: int) -> tuple[int, int]:
+    """(W, H) of a TIFF read through tifffile (the Pillow fallback), checked against the size limits."""
+    _, _, (w, h) = sources_tiff.tiff_info(path)
+    _check_size(path, w, h, max_pixels, min_side)
+    return w, h
 
 
 def load_rgb(
@@ -182,8 +188,7 @@ def load_rgb(
     except ImageDecodeError as e:
         if not _tiff_fallback(path, e):
             raise
-        _, _, (w, h) = sources_tiff.tiff_info(path)
-        _check_size(path, w, h, max_pixels, min_side)
+        _checked_tiff_size(path, max_pixels, min_side)
         return sources_tiff.load_tiff_rgb(path, 0, high_bit)
 
 
@@ -245,8 +250,7 @@ def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = 1)
     except ImageDecodeError as e:
         if not _tiff_fallback(path, e):
             raise
-        _, _, (w, h) = sources_tiff.tiff_info(path)
-        _check_size(path, w, h, max_pixels, min_side)
+        _checked_tiff_size(path, max_pixels, min_side)
         return sources_tiff.load_tiff_gray(path, 0)
 
 
