@@ -10,6 +10,7 @@ run the same command again.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,17 @@ class BenchmarkRunner:
         """The arm's variant settings for ``stage`` (they take precedence over the grid's stage settings)."""
         return dict(self.cfg.variants.get(arm.variant, {}).get(stage, {})) if arm.variant else {}
 
+    @functools.cached_property
+    def _pool_leaks(self) -> bool:
+        return self._check_full_pool()
+
     def full_pool_leaks(self) -> bool:
         """Whether some pool image duplicates a downstream test image (optidel.data.leakage; the guard is on
-        unless the select overrides turn it off). Fingerprints are cached beside the patch cache."""
+        unless the select overrides turn it off). Checked once per runner (every seed's full arm asks)."""
+        return self._pool_leaks
+
+    def _check_full_pool(self) -> bool:
+        """:meth:`full_pool_leaks`, computed; fingerprints are cached beside the patch cache."""
         from optidel.select.leakage_guard import leakage_targets
 
         cfg = self.select_config(Arm(FULL, 1.0, self.cfg.ssl[0], self.cfg.seeds[0]))
