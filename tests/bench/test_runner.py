@@ -13,7 +13,7 @@ import pytest
 from optidel.bench.config import BenchmarkConfig
 from optidel.bench.estimate import RATES, pretrain_seconds
 from optidel.bench.grid import FULL, Arm
-from optidel.bench.runner import BenchmarkRunner
+from optidel.bench.runner import BenchmarkRunner, BenchmarkSelectionError
 from optidel.bench.shipped import config_path, preset_path, shipped_configs
 from optidel.config import resolve_config
 from optidel.runtime.lock import RunFolderLocked, run_lock
@@ -57,8 +57,11 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(
     runner = BenchmarkRunner(cfg, out)
     plan = runner.plan()
     assert (plan["pretrainings"], plan["selections"], plan["finetunings"]) == (3, 2, 4)  # + random init
-    runner.run(stop_after=1)  # a partial run ("killed" after one fine-tuning)
+    # a partial run of one chosen arm ("killed" after one fine-tuning)
+    runner.run(stop_after=1, only=["random_*"])
     assert BenchmarkRunner(cfg, out).plan()["finetunings done"] == 1
+    done = [c.arm.key for c in runner.finetune_cells() if runner.layout.cell_done(c)]
+    assert done == ["random_r0.25_mae_s0"] and not (out / "pretrain" / "full_r1_mae_s0").exists()
     with run_lock(out, command="another optidel benchmark"), pytest.raises(RunFolderLocked, match="another"):
         BenchmarkRunner(cfg, out).run()  # one writer per benchmark folder
     results = BenchmarkRunner(cfg, out).run()
@@ -133,6 +136,21 @@ def test_plan_counts_and_estimates_a_grid_of_ssl_methods_ratios_and_fractions(
     )
 
 
+def test_only_schedules_arms_by_pattern_in_the_order_given(tmp_path: Path, tiny_seg: Path) -> None:
+    runner = BenchmarkRunner(_tiny(tiny_seg, seeds=(0, 1)), tmp_path / "b")
+    keys = [a.key for a in runner.arms_to_run(["prototypes_*_s1", "*_s0"])]
+    assert keys[0] == "prototypes_r0.25_mae_s1"  # the first pattern first, then the second in run order
+    assert keys[1:] == [a.key for a in runner.all_arms() if a.seed == 0]
+    assert runner.arms_to_run([]) == runner.all_arms()
+    plan = runner.plan(["full_*"])
+    assert plan["--only"].endswith("full_r1_mae_s0, full_r1_mae_s1")
+    assert plan["arms unfinished (run order)"].startswith("random-init_vit_tiny_s0, full_r1_mae_s0")
+    with pytest.raises(
+        BenchmarkSelectionError, match=r"--only 'optidle\*' matches no arm .* random-init_vit_tiny_s0"
+    ):
+        runner.arms_to_run(["optidle*"])
+
+
 def test_presets_resolve() -> None:
     assert {"cpu-default", "gpu-paper"} <= set(shipped_configs())
     assert not any(
@@ -144,3 +162,21 @@ def test_presets_resolve() -> None:
         resolve_config(BenchmarkConfig, preset_path(name)).validate()
     with pytest.raises(FileNotFoundError, match="neither a file nor one of"):
         config_path("nope")
+
+
+def test_benchmark_command_only_plans_and_names_a_bad_pattern(tmp_path: Path, tiny_seg: Path) -> None:
+    from typer.testing import CliRunner
+
+    from optidel.cli import app
+    from optidel.config import save_config
+
+    cfg_file = tmp_path / "tiny.yaml"
+    save_config(_tiny(tiny_seg), cfg_file)
+    base = ["benchmark", "--config", str(cfg_file), "--out", str(tmp_path / "b"), "--plan"]
+    r = CliRunner().invoke(app, [*base, "--only", "prototypes_*"], terminal_width=400)
+    assert r.exit_code == 0 and "1 arms, 1 unfinished" in r.output and "prototypes_r0.25_mae_s0" in r.output
+    r = CliRunner().invoke(app, [*base, "--only", "nope*"], terminal_width=400)
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert r.exit_code == 2 and len(errors) == 1 and "--only 'nope*' matches no arm" in errors[0]
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "b" / "select").exists()  # a plan runs nothing

@@ -40,6 +40,15 @@ def benchmark(
     tables_only: Annotated[
         bool, typer.Option("--tables-only", help="Rewrite results.csv/md and plots from finished runs only.")
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Run only the arms whose key matches this shell pattern (repeatable; run in the order given), "
+            "e.g. --only 'optidel*_s0' --only 'random_r0.05_mae_s[12]'. --plan lists the keys. Tables keep every "
+            "finished cell.",
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) the benchmark grid: methods x ratios x SSL x datasets x label fractions x seeds.
 
@@ -57,11 +66,11 @@ def benchmark(
             runner.write_tables()
             console.print(f"tables written to {out}")
         t = Table(title=f"benchmark {cfg.name} -> {out}", show_header=False, title_justify="left")
-        for k, v in runner.plan().items():
+        for k, v in runner.plan(only or ()).items():
             t.add_row(k, str(v))
         console.print(t)
         return
-    results = runner.run()
+    results = runner.run(only=only or ())
     console.print(f"[green]done:[/green] {results} and {results.with_suffix('.md')}")
 
 

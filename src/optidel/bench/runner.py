@@ -10,7 +10,9 @@ run the same command again.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,12 @@ from optidel.ssl.config import PretrainConfig
 
 class BenchmarkDataError(OptidelError, FileNotFoundError):
     """A dataset of the benchmark is missing or is not usable as configured."""
+
+    exit_code = 2
+
+
+class BenchmarkSelectionError(OptidelError, ValueError):
+    """``--only`` names no arm of the grid."""
 
     exit_code = 2
 
@@ -185,6 +193,28 @@ class BenchmarkRunner:
             arms.extend(a for a in grid if a.seed == seed)
         return list(dict.fromkeys(arms))  # an arm named by two parts of the grid runs once
 
+    def arms_to_run(self, only: Sequence[str] = ()) -> list[Arm]:
+        """The arms a run works through: all of them in run order, or with ``only`` those whose key (``--plan`` and
+        the folder names show them, e.g. ``optidel+context_r0.05_mae_s1``) matches one of the shell-style patterns,
+        in the order of the patterns (then in run order): a long grid can be scheduled by what is wanted first.
+
+        Raises:
+            BenchmarkSelectionError: a pattern matches no arm of the grid.
+        """
+        arms = self.all_arms()
+        if not only:
+            return arms
+        chosen: list[Arm] = []
+        for pattern in only:
+            hits = [a for a in arms if fnmatch.fnmatchcase(a.key, pattern)]
+            if not hits:
+                examples = ", ".join(a.key for a in arms[:3])
+                raise BenchmarkSelectionError(
+                    f"--only {pattern!r} matches no arm of the grid {self.cfg.name!r} (arm keys look like {examples})"
+                )
+            chosen.extend(hits)
+        return list(dict.fromkeys(chosen))
+
     def cells(self, arm: Arm) -> list[FinetuneCell]:
         return [FinetuneCell(arm, d, float(lf)) for d in self.cfg.datasets for lf in self.cfg.label_fractions]
 
@@ -261,10 +291,19 @@ class BenchmarkRunner:
             + ("; plus random init" if c.random_init else "")
         )
 
-    def plan(self) -> dict[str, Any]:
-        """The grid, how many runs of each stage it holds and how many are done, and the estimated time left."""
+    def plan(self, only: Sequence[str] = ()) -> dict[str, Any]:
+        """The grid, how many runs of each stage it holds and how many are done, and the estimated time left; with
+        ``only``, also which arms a run with those patterns works through, in order."""
         est = self.stage_estimates()
         out: dict[str, Any] = {"grid": self.grid_text()}
+        unfinished = [a.key for a in self.all_arms() if not self.arm_finished(a)]
+        out["arms unfinished (run order)"] = ", ".join(unfinished) or "-"
+        if only:
+            arms = self.arms_to_run(only)
+            left = [a.key for a in arms if not self.arm_finished(a)]
+            out["--only"] = (
+                f"{len(arms)} arms, {len(left)} unfinished, in this order: {', '.join(left) or '-'}"
+            )
         for e in est:
             out[e.stage] = e.runs
             out[f"{e.stage} done"] = e.done
@@ -303,11 +342,13 @@ class BenchmarkRunner:
         logger.info("benchmark: fine-tuning %s on %s", cell.arm.key, cell.key)
         finetune(self.finetune_config(cell))
 
-    def run(self, stop_after: int | None = None) -> Path:
+    def run(self, stop_after: int | None = None, only: Sequence[str] = ()) -> Path:
         """Run every unfinished stage, holding ``out``'s run lock; tables are rewritten after each fine-tuning.
 
         Args:
             stop_after: stop after this many fine-tunings were run in this call (for tests and smoke runs).
+            only: run only the arms matching these patterns, in their order (:meth:`arms_to_run`); the tables
+                still hold every finished cell.
 
         Returns:
             ``out/results.csv``.
@@ -316,16 +357,19 @@ class BenchmarkRunner:
             RunFolderLocked: another process runs in ``out``.
         """
         with run_lock(self.out, command=self.command):
-            return self.run_unlocked(stop_after)
+            return self.run_unlocked(stop_after, only)
 
-    def run_unlocked(self, stop_after: int | None = None) -> Path:
+    def run_unlocked(self, stop_after: int | None = None, only: Sequence[str] = ()) -> Path:
         """:meth:`run` for a caller that holds ``run_lock(out)`` itself (the demo, which also writes its data)."""
         handler = attach_run_log(self.out)
         try:
             save_config(self.cfg, self.out)
             atomic_write_json(self.out / "plan.json", self.plan())
+            arms = self.arms_to_run(only)
+            if only:
+                logger.info("benchmark: --only: %d arm(s): %s", len(arms), ", ".join(a.key for a in arms))
             n_run = 0
-            for arm in self.all_arms():
+            for arm in arms:
                 self.run_arm(arm)
                 for cell in self.cells(arm):
                     if self.layout.cell_done(cell):
