@@ -87,8 +87,8 @@ def _help_cases() -> list[tuple[str, type, str]]:
     from optidel.demo.command import DemoConfig
     from optidel.downstream.config import FinetuneConfig
     from optidel.select.config import SelectConfig
+    from optidel.select.vinfo_command import VinfoConfig
     from optidel.ssl.config import PretrainConfig
-    from optidel.theory.command import VinfoConfig
     from optidel.theory.config import TheoryConfig
 
     return [

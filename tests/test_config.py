@@ -153,7 +153,7 @@ def _theory(file: Path | None, options: dict[str, Any], sets: list[str]) -> Any:
 
 
 def _vinfo(file: Path | None, options: dict[str, Any], sets: list[str]) -> Any:
-    from optidel.theory.command import VinfoConfig
+    from optidel.select.vinfo_command import VinfoConfig
 
     return layer_config(VinfoConfig, config_file=file, options=options, sets=sets)
 

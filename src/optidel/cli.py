@@ -30,6 +30,7 @@ from optidel.downstream.command import finetune as finetune_command
 from optidel.log import logger
 from optidel.runtime.errors import one_line_errors
 from optidel.select.command import select as select_command
+from optidel.select.vinfo_command import vinfo as vinfo_command
 from optidel.ssl.command import pretrain as pretrain_command
 from optidel.theory import command as theory_commands
 
@@ -101,7 +102,7 @@ register(app, "pretrain", pretrain_command)
 register(app, "finetune", finetune_command)
 register(app, "evaluate", evaluate_command)
 register(app, "theory", theory_commands.theory)
-register(app, "vinfo", theory_commands.vinfo)
+register(app, "vinfo", vinfo_command)
 register(app, "benchmark", benchmark_command)
 register(app, "demo", demo_command)
 

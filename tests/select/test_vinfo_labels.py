@@ -15,7 +15,7 @@ from optidel.select.stages.vinfo_labels import mask_paths, patch_pixels
 
 
 def test_patch_pixels_lesion_share_matches_the_mask(tiny_seg: Path) -> None:
-    pool = list_pool([f"{tiny_seg}:train"])[:3]
+    pool = [im.path for im in list_pool([f"{tiny_seg}:train"])[:3]]
     masks = mask_paths([f"{tiny_seg}:train"], pool)
     assert all(m is not None for m in masks)
     boxes = np.array([[0, 0, 64, 64], [10, 5, 40, 30], [0, 0, 8, 8]], np.int32)

@@ -11,7 +11,8 @@ headline, ``vinfo.json``'s top level, which the benchmark's rank correlation rea
 3. ``embedding``: k-means of the same embeddings - circular for margin/prototype-hard sets, shown for comparison.
 
 The pool side is a seeded subsample of at most ``VINFO_LABEL_POOL`` patches (their pixels and masks are read);
-the estimator and its family are :func:`optidel.metrics.vinfo.vinfo_report`'s.
+the estimator and its family are :func:`optidel.metrics.vinfo.vinfo_report`'s. ``optidel vinfo``
+(:mod:`optidel.select.vinfo_command`) reads the same pixels through :func:`vinfo_rows` and :func:`label_sources`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from optidel.data.image import ImageDecodeError, load_rgb
-from optidel.data.pool import PoolImage, parse_source
+from optidel.data.pool import parse_source
 from optidel.data.segmentation import is_seg_dataset, load_mask, load_seg_dataset
 from optidel.log import logger
 from optidel.metrics.embedding import l2_normalize
@@ -37,8 +38,13 @@ VINFO_LABEL_POOL = 10000  # pool patches whose pixels (and masks) are read for t
 LOWLEVEL_K = 10
 
 
-def mask_paths(pool_sources: Sequence[str], pool: Sequence[PoolImage]) -> list[Path | None]:
-    """The lesion mask of each pool image (segmentation-dataset sources), None where it has none."""
+def mask_paths(pool_sources: Sequence[str], image_paths: Sequence[str | Path | None]) -> list[Path | None]:
+    """The lesion mask of each pool image (segmentation-dataset sources), None where it has none.
+
+    Args:
+        pool_sources: the selection's pool sources (``PATH:SPLIT`` strings, as in its ``config.yaml``).
+        image_paths: the pool images' files in pool order (None for a position that is not needed).
+    """
     by_image: dict[str, Path] = {}
     for s in pool_sources:
         src = parse_source(s)
@@ -46,11 +52,11 @@ def mask_paths(pool_sources: Sequence[str], pool: Sequence[PoolImage]) -> list[P
             for pair in load_seg_dataset(src.path, check_sizes=False).pairs:
                 if getattr(pair, "mask", None) is not None:
                     by_image[str(Path(pair.image).resolve())] = Path(pair.mask)
-    return [by_image.get(str(Path(im.path).resolve())) for im in pool]
+    return [None if p is None else by_image.get(str(Path(p).resolve())) for p in image_paths]
 
 
 def patch_pixels(
-    pool: Sequence[PoolImage],
+    image_paths: Sequence[str | Path | None],
     image_index: np.ndarray,
     boxes: np.ndarray,
     rows: np.ndarray,
@@ -58,6 +64,10 @@ def patch_pixels(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Low-level features and lesion shares of patch ``rows`` (each source image decoded once).
 
+    Args:
+        image_paths: the pool images' files (or locators) in pool order; image_index: (n_patches,) int, the
+            position of each patch's image in ``image_paths``; boxes: (n_patches, 4) ``x0, y0, x1, y1``;
+            rows: (n,) the patches wanted; masks: the mask file of each pool image or None (:func:`mask_paths`).
     Returns:
         features (n, 21) float32; lesion share (n,) float (NaN without a mask); ok (n,) bool (image decoded).
     """
@@ -68,7 +78,7 @@ def patch_pixels(
     for img_i in np.unique(image_index[rows]):
         pos = order[image_index[rows][order] == img_i]
         try:
-            img = load_rgb(pool[int(img_i)].path)
+            img = load_rgb(image_paths[int(img_i)])
         except ImageDecodeError:
             continue
         mask = None
@@ -85,17 +95,46 @@ def patch_pixels(
     return feats, share, ok
 
 
-def _sources(
-    ctx: Any, sel: np.ndarray, pool_rows: np.ndarray, seed: int
+def vinfo_rows(selected: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The patch rows of an estimate: the selected ones (a seeded sample of ``VINFO_MAX_SET`` above that) and the
+    pool side (every patch, or a seeded sample of ``VINFO_LABEL_POOL``).
+
+    Args:
+        selected: (n_patches,) bool.
+    Returns:
+        set rows (<= VINFO_MAX_SET,) and pool rows (<= VINFO_LABEL_POOL,), both sorted int64.
+    """
+    sel = np.flatnonzero(selected)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(11,)))
+    if sel.size > VINFO_MAX_SET:
+        sel = np.sort(rng.choice(sel, VINFO_MAX_SET, replace=False))
+    pool_rows = np.arange(len(selected))
+    if pool_rows.size > VINFO_LABEL_POOL:
+        pool_rows = np.sort(rng.choice(pool_rows, VINFO_LABEL_POOL, replace=False))
+    return sel, pool_rows
+
+
+def label_sources(
+    image_paths: Sequence[str | Path | None],
+    image_index: np.ndarray,
+    boxes: np.ndarray,
+    masks: Sequence[Path | None],
+    sel: np.ndarray,
+    pool_rows: np.ndarray,
+    k: int = LOWLEVEL_K,
+    seed: int = 0,
 ) -> tuple[list[LabelSource], np.ndarray, np.ndarray]:
-    """The non-circular label sources for ``sel`` / ``pool_rows`` (rows whose image could not be read dropped)."""
-    store = ctx.patches()
+    """The non-circular label sources of set rows ``sel`` against ``pool_rows`` (pixels read by :func:`patch_pixels`).
+
+    Returns:
+        the sources (``lesion`` first when every used patch has a lesion share, then ``lowlevel`` with ``k``
+        classes), and the set and pool rows they label (rows whose image could not be decoded dropped).
+    """
     rows = np.concatenate([sel, pool_rows])
-    masks = mask_paths(ctx.cfg.pool, ctx.pool)
-    feats, share, ok = patch_pixels(ctx.pool, store.image_index, store.boxes, rows, masks)
+    feats, share, ok = patch_pixels(image_paths, image_index, boxes, rows, masks)
     s_ok, p_ok = ok[: sel.size], ok[sel.size :]
     fs, fp = feats[: sel.size][s_ok], feats[sel.size :][p_ok]
-    out = [lowlevel_label_source(fs, fp, LOWLEVEL_K, seed)]
+    out = [lowlevel_label_source(fs, fp, k, seed)]
     ss, sp = share[: sel.size][s_ok], share[sel.size :][p_ok]
     if np.isfinite(ss).all() and np.isfinite(sp).all():
         desc = (
@@ -116,22 +155,22 @@ def selection_vinfo(ctx: Any, selected: np.ndarray, seed: int, normalize: bool) 
         the headline :func:`optidel.metrics.vinfo.vinfo_report` dict with ``alternatives`` (the other sources),
         or None when fewer than ``VINFO_MIN_SET`` (or all) patches are selected.
     """
-    sel = np.flatnonzero(selected)
-    if sel.size < VINFO_MIN_SET or sel.size >= len(selected):
+    n_sel = int(selected.sum())
+    if n_sel < VINFO_MIN_SET or n_sel >= len(selected):
         return None
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(11,)))
-    if sel.size > VINFO_MAX_SET:
-        sel = np.sort(rng.choice(sel, VINFO_MAX_SET, replace=False))
-    pool_rows = np.arange(len(selected))
-    if pool_rows.size > VINFO_LABEL_POOL:
-        pool_rows = np.sort(rng.choice(pool_rows, VINFO_LABEL_POOL, replace=False))
-    emb = ctx.patches().embeddings
+    sel, pool_rows = vinfo_rows(selected, seed)
+    store = ctx.patches()
+    emb = store.embeddings
 
     def x(idx: np.ndarray) -> np.ndarray:
         v = np.asarray(emb[idx], np.float32)
         return l2_normalize(v) if normalize else v
 
-    sources, s_rows, p_rows = _sources(ctx, sel, pool_rows, seed)
+    paths = [im.path for im in ctx.pool]
+    masks = mask_paths(ctx.cfg.pool, paths)
+    sources, s_rows, p_rows = label_sources(
+        paths, store.image_index, store.boxes, masks, sel, pool_rows, LOWLEVEL_K, seed
+    )
     reports = []
     for src in [*sources, None]:  # None: the circular embedding pseudo-labels, for comparison
         rs, rp = (s_rows, p_rows) if src is not None else (sel, pool_rows)
