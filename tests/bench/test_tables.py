@@ -153,3 +153,49 @@ def test_vinfo_table_ranks_sets_against_their_miou(tmp_path: Path) -> None:
     table = md.split("#### polyps: V-information of each selected set and its mIoU")[1]
     assert table.count("| optidel | 0.05 |") == 3 and table.count("| random | 0.05 |") == 3
     assert "Spearman's rank correlation between I_V and mIoU over these sets: rho = 1.00" in table
+
+
+def test_choices_table_pairs_the_named_methods_and_variants(tmp_path: Path) -> None:
+    quality = {("random-init", "polyps", "mae"): 0.3, ("full", "polyps", "mae"): 0.9}
+    quality.update({("random-init", "vessels", "mae"): 0.6, ("full", "vessels", "mae"): 0.6})
+    for ds in ("polyps", "vessels"):
+        quality.update({("optidel", ds, "mae"): 0.7, ("optidel+context", ds, "mae"): 0.95})
+        quality.update({("optidel-cover", ds, "mae"): 0.7})  # equal quality: identical counts to optidel
+    rows = _rows(tmp_path, quality)
+    comparisons = (("optidel-cover", "optidel"), ("optidel+context", "optidel"), ("optidel", "meddel"))
+    md = results_markdown(rows, TableContext("t", n_boot=200, comparisons=comparisons))
+    section = md.split("### the method's choices, paired")[1]
+    assert "| A - B | ratio | seeds | polyps | vessels | average (informative) |" in section
+    assert "optidel - meddel" not in section  # meddel did not run: no line
+    cover = next(ln for ln in section.splitlines() if ln.startswith("| optidel-cover - optidel |"))
+    cells = [c.strip() for c in cover.strip("|").split("|")]
+    assert cells[1:3] == ["0.05", "3"] and cells[3].startswith(
+        ("+0.000", "-0.000")
+    )  # same counts: no difference
+    context = next(ln for ln in section.splitlines() if ln.startswith("| optidel+context - optidel |"))
+    cells = [c.strip() for c in context.strip("|").split("|")]
+    polyps = [r for r in rows if r["dataset"] == "polyps"]
+    gap = np.mean([r["miou"] for r in polyps if r["method"] == "optidel+context"]) - np.mean(
+        [r["miou"] for r in polyps if r["method"] == "optidel"]
+    )
+    assert cells[3].startswith(f"{gap:+.3f}") and cells[3].endswith("*")
+    # the average is over the informative dataset (polyps) alone: the same point estimate (its own bootstrap draws)
+    assert cells[5].split()[0] == cells[3].split()[0]
+
+
+def test_benchmark_config_comparisons_include_every_variant_against_its_method() -> None:
+    from optidel.bench.config import BenchmarkConfig
+    from optidel.config import ConfigError
+
+    cfg = BenchmarkConfig(
+        comparisons=("optidel-cover vs optidel",),
+        variants={"context": {"select": {"synthesis": {"tile_fit": "context"}}}},
+        blocks=({"methods": ["optidel", "mosaic-random"], "variant": "context"},),
+    )
+    assert cfg.comparison_pairs() == [
+        ("optidel-cover", "optidel"),
+        ("optidel+context", "optidel"),
+        ("mosaic-random+context", "mosaic-random"),
+    ]
+    with pytest.raises(ConfigError, match=r"comparisons\[0\]: expected 'METHOD vs METHOD'"):
+        BenchmarkConfig(comparisons=("optidel against random",))

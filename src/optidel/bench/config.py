@@ -28,6 +28,18 @@ STAGE_CONFIGS: dict[str, type] = {
 # The keys a block of the grid may set (see BenchmarkConfig.blocks).
 BLOCK_KEYS = ("methods", "ratios", "ssl", "seeds", "variant")
 
+# The questions of the benchmark issues, as paired comparisons "A vs B" (a pair whose arms did not run is not shown):
+# does coverage help OptiDEL, is a gain the hardness (vs mosaics of random patches) or the mosaics (vs hard patches
+# without mosaics), and does OptiDEL (or its coverage-aware variant) beat MedDEL; random and full have their own
+# columns in every table, and every variant arm is compared with its method without the variant.
+DEFAULT_COMPARISONS = (
+    "optidel-cover vs optidel",
+    "optidel vs mosaic-random",
+    "optidel vs hard-only",
+    "optidel vs meddel",
+    "optidel-cover vs meddel",
+)
+
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
@@ -59,6 +71,10 @@ class BenchmarkConfig:
             ``variant`` (a name from ``variants``); a key a block leaves out takes the top-level value. The grid is
             the top-level one plus every block (an arm named twice runs once). Use it for grids that are not a full
             product: more seeds for some methods, a second SSL method or ratio for a few.
+        comparisons: paired comparisons ``"A vs B"`` of two methods (labels as the tables name them, e.g.
+            ``optidel+context``) that the tables show per dataset and on the informative average, beside the
+            columns every table has (vs random init, random and full); tables only, no run depends on them. Every
+            variant arm is also compared with its method without the variant.
     """
 
     name: str = "benchmark"
@@ -78,6 +94,7 @@ class BenchmarkConfig:
     n_boot: int = 2000
     variants: dict[str, Any] = field(default_factory=dict)
     blocks: tuple[dict[str, Any], ...] = ()
+    comparisons: tuple[str, ...] = DEFAULT_COMPARISONS
 
     def __post_init__(self) -> None:
         """Check every stage's settings against its config class now (a typo fails at load, naming the key)."""
@@ -91,6 +108,17 @@ class BenchmarkConfig:
             from_dict(cls, settings, prefix=f"{stage}.")
             object.__setattr__(self, stage, settings)
         self._check_variants_and_blocks()
+        for i, c in enumerate(self.comparisons):
+            if len(comparison_methods(c)) != 2:
+                raise ConfigError(f"comparisons[{i}]: expected 'METHOD vs METHOD', got {c!r}")
+
+    def comparison_pairs(self) -> list[tuple[str, str]]:
+        """``comparisons`` as (A, B) label pairs, then every variant arm's label against its method's."""
+        pairs = [comparison_methods(c) for c in self.comparisons]
+        for part in self.grid_parts():
+            if part["variant"]:
+                pairs += [(f"{m}+{part['variant']}", m) for m in part["methods"]]
+        return list(dict.fromkeys(pairs))
 
     def _check_variants_and_blocks(self) -> None:
         """Variants' stage settings against their config classes, blocks' keys and variant names (at load)."""
@@ -173,6 +201,12 @@ class BenchmarkConfig:
             for s in part["ssl"]:
                 if s not in ("mae", "simclr"):
                     raise ConfigError(f"{where}ssl: {s!r} is not mae or simclr")
+
+
+def comparison_methods(text: str) -> tuple[str, ...]:
+    """``"A vs B"`` -> ``("A", "B")`` (anything else -> a tuple of another length)."""
+    parts = tuple(p.strip() for p in str(text).split(" vs "))
+    return parts if all(parts) else ()
 
 
 def resolve_data_root(cfg: BenchmarkConfig, config_file: Path | None) -> Path:

@@ -390,7 +390,9 @@ class BenchmarkRunner:
         for arm in self.all_arms():
             if arm.selects and (v := read_set_vinfo(self.layout.select_dir(arm))) is not None:
                 vinfo[(arm.label, arm.ratio, arm.seed)] = v
-        return TableContext(self.cfg.name, self.cfg.n_boot, centres, vinfo)
+        return TableContext(
+            self.cfg.name, self.cfg.n_boot, centres, vinfo, tuple(self.cfg.comparison_pairs())
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         return collect_rows(self.layout, self.finetune_cells())

@@ -4,7 +4,8 @@
 paired bootstrap differences to random init, random selection and full-pool pre-training), whether the dataset is
 *informative* (:func:`informativeness`), the average over the informative datasets only (with paired CIs), the
 per-centre mIoU of datasets that name their centres (PolypGen's unseen centres), MAE beside SimCLR when the grid has
-both, and the V-information of each selected set beside its arm's mIoU. Everything is computed from result rows
+both, the V-information of each selected set beside its arm's mIoU, and the paired differences of the method's
+choices (``BenchmarkConfig.comparisons`` and every variant against its method, :func:`choices_table`). Everything is computed from result rows
 (:mod:`optidel.bench.results`); this module reads no run folder but the per-image counts those rows point to.
 """
 
@@ -234,6 +235,46 @@ def average_table(rows: Rows, datasets: list[str], ssl: str, lf: float, n_boot: 
     return lines
 
 
+def choices_table(
+    rows: Rows,
+    comparisons: tuple[tuple[str, str], ...],
+    datasets: list[str],
+    kept: list[str],
+    ssl: str,
+    lf: float,
+    n_boot: int,
+) -> list[str]:
+    """Paired differences A - B of the benchmark's method choices: a line per (A, B, ratio) where both arms ran, a
+    column per dataset and one for the average over the informative datasets ``kept`` (when both ran on all).
+
+    The seeds column counts the seeds both arms share (the pairs are over those seeds and the test images).
+    """
+    lines = [
+        "| A - B | ratio | seeds | " + " | ".join(datasets) + " | average (informative) |",
+        "|---|---|---|" + "---|" * len(datasets) + "---|",
+    ]
+    ratios = sorted({r["ratio"] for r in rows if r["method"] not in REFERENCE_METHODS})
+    for a, b in comparisons:
+        for rt in ratios:
+            pairs = {}
+            for ds in datasets:
+                pair = paired_counts(_runs(rows, a, rt, ds, ssl, lf), _runs(rows, b, rt, ds, ssl, lf))
+                if pair is not None:
+                    pairs[ds] = pair
+            if not pairs:
+                continue
+            seeds = min(p[0].shape[0] for p in pairs.values())
+            cells = [
+                ci_text(paired_miou_difference(*pairs[ds], n_boot=n_boot) if ds in pairs else None)
+                for ds in datasets
+            ]
+            avg = None
+            if kept and all(ds in pairs for ds in kept):
+                avg = mean_paired_miou_difference([pairs[ds] for ds in kept], n_boot=n_boot)
+            lines.append(f"| {a} - {b} | {rt:g} | {seeds} | " + " | ".join(cells) + f" | {ci_text(avg)} |")
+    return lines if len(lines) > 2 else []
+
+
 def centre_miou(run_dir: str, centres: Mapping[str, str]) -> dict[str, float]:
     """{centre: mIoU} of one fine-tuning, from its per-image counts summed over each centre's test images."""
     counts = _counts(run_dir)
@@ -318,12 +359,14 @@ class TableContext:
         n_boot: bootstrap replicates.
         centres: {dataset: {image id: centre}} for datasets that name their centres.
         set_vinfo: per selected set, its V-information (see :data:`SetVInfo`).
+        comparisons: (A, B) method labels compared pairwise (:func:`choices_table`).
     """
 
     name: str
     n_boot: int = 2000
     centres: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     set_vinfo: SetVInfo | None = None
+    comparisons: tuple[tuple[str, str], ...] = ()
 
 
 HEADER = (
@@ -357,6 +400,8 @@ def _section(rows: Rows, ssl: str, lf: float, ctx: TableContext) -> list[str]:
         )
     else:
         lines += ["", "No informative dataset in this setting: no average is shown."]
+    if ctx.comparisons and (t := choices_table(rows, ctx.comparisons, datasets, kept, ssl, lf, ctx.n_boot)):
+        lines += ["", "### the method's choices, paired", ""] + t
     return lines + [""]
 
 
