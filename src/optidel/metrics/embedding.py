@@ -1,4 +1,4 @@
-"""Embedding-row helpers shared by the selection (k-means, image embeddings, report) and the theory command."""
+"""Embedding-row helpers shared by the selection (k-means, image embeddings, report) and `optidel vinfo`."""
 
 from __future__ import annotations
 
