@@ -1,0 +1,26 @@
+#!/bin/bash
+# Resume the cpu-endoscopy benchmark in the background, in the order that answers the open questions first:
+# seed 0's four OptiDEL arms (pad/context x optidel/optidel-cover), then seeds 1 and 2 of the main comparison
+# (random init, full, random, MedDEL and the four OptiDEL arms), then the rest of the grid in run order.
+#
+#   bash benchmarks/resume_endoscopy.sh [SRC]   # SRC: a src/ folder to run (default: this checkout's src/)
+#
+# Run it from the repository root (data_root ../shared/data resolves from there). To keep the code fixed while you
+# edit, pass the src/ of a separate worktree: `git worktree add ../bench-tree HEAD`, then
+# `bash benchmarks/resume_endoscopy.sh ../bench-tree/src`. Output: runs/benchmark-endoscopy (resumable; restore the
+# small files first: `python benchmarks/keep_small_results.py benchmarks/cpu-endoscopy-runs runs/benchmark-endoscopy`),
+# log: runs/benchmark-endoscopy.log, pid: runs/bench.pid.
+set -euo pipefail
+SRC=$(realpath "${1:-src}")
+mkdir -p runs
+ONLY=(--only 'optidel*_r0.05_mae_s0')
+for s in 1 2; do
+  ONLY+=(--only "random-init_vit_tiny_s$s" --only "full_r1_mae_s$s" --only "random_r0.05_mae_s$s"
+         --only "meddel_r0.05_mae_s$s" --only "optidel*_r0.05_mae_s$s")
+done
+ONLY+=(--only '*')
+echo "==== resume $(date -u) from $SRC ====" >> runs/benchmark-endoscopy.log
+HF_HUB_OFFLINE=1 PYTHONPATH="$SRC" nohup nice -n 10 .venv/bin/python -m optidel.cli benchmark \
+  --config cpu-endoscopy --out runs/benchmark-endoscopy "${ONLY[@]}" >> runs/benchmark-endoscopy.log 2>&1 &
+echo $! > runs/bench.pid
+echo "benchmark running as pid $(cat runs/bench.pid); log runs/benchmark-endoscopy.log"
