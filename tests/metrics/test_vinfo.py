@@ -184,6 +184,9 @@ def test_rank_correlation_with_bootstrap_interval() -> None:
     assert "rho = " in str(noise) and "n = 30 arms" in str(noise)
     x, y = rng.normal(size=8), rng.normal(size=8)
     assert vinfo_miou_rank_correlation(x, y, seed=3) == vinfo_miou_rank_correlation(x, y, seed=3)  # seeded
+    few = vinfo_miou_rank_correlation([1.0, 2.0, 3.0, 4.0], [0.1, 0.3, 0.2, 0.4])
+    assert few.rho == pytest.approx(0.8) and np.isnan(few.ci).all() and few.n_boot == 0
+    assert "no interval" in str(few) and "n = 4 arms" in str(few)
     with pytest.raises(ValueError, match="at least 3 arms"):
         vinfo_miou_rank_correlation([1.0, 2.0], [0.1, 0.2])
     with pytest.raises(ValueError, match="same length"):

@@ -346,6 +346,11 @@ def vinfo_table(rows: Rows, set_vinfo: SetVInfo, ds: str, ssl: str, lf: float, n
     if len(pts) >= 3:
         corr = vinfo_miou_rank_correlation([p[3] for p in pts], [p[4] for p in pts], n_boot=n_boot)
         lines += ["", f"Spearman's rank correlation between I_V and mIoU over these sets: {corr}."]
+        if any("+" in p[0] for p in pts):
+            lines += [
+                "A variant arm (`method+variant`) that changes only the tile filling selects the same patches as its "
+                "method, so it repeats that set's I_V."
+            ]
     else:
         lines += ["", "Rank correlation: needs at least 3 selected sets."]
     return lines

@@ -475,6 +475,11 @@ def vinfo_report(
 
 
 # ---------------------------------------------------------------------------------------------------- across arms
+# Below this many arms the percentile bootstrap over arms is not reported: n arms have C(2n-1, n) distinct resamples
+# (10 for 3 arms, 126 for 5, 462 for 6), many of them constant, so its "interval" mostly repeats the point estimate.
+MIN_ARMS_FOR_INTERVAL = 6
+
+
 @dataclasses.dataclass(frozen=True)
 class RankCorrelation:
     """Spearman's rho between two per-arm quantities, with a percentile bootstrap interval over arms.
@@ -491,6 +496,11 @@ class RankCorrelation:
     level: float = 0.95
 
     def __str__(self) -> str:
+        if not np.isfinite(self.ci).all():
+            return (
+                f"rho = {self.rho:.2f} (n = {self.n} arms; no interval: a bootstrap over fewer than "
+                f"{MIN_ARMS_FOR_INTERVAL} arms has too few distinct resamples)"
+            )
         return (
             f"rho = {self.rho:.2f} ({100 * self.level:.0f}% bootstrap CI {self.ci[0]:.2f} to {self.ci[1]:.2f}, "
             f"n = {self.n} arms)"
@@ -510,7 +520,8 @@ def vinfo_miou_rank_correlation(
         miou: (n,) the same arms' mIoU on one dataset (same order).
         n_boot: bootstrap replicates over arms; seed: their generator; level: interval coverage.
     Returns:
-        :class:`RankCorrelation` (``str()`` is one line for a table).
+        :class:`RankCorrelation` (``str()`` is one line for a table); with fewer than ``MIN_ARMS_FOR_INTERVAL`` arms
+        its ``ci`` is (NaN, NaN) and ``n_boot`` 0: no interval is claimed.
 
     Raises:
         ValueError: fewer than 3 arms, or the two lengths differ.
@@ -524,6 +535,10 @@ def vinfo_miou_rank_correlation(
     if x.size < 3:
         raise ValueError(f"a rank correlation needs at least 3 arms, got {x.size}")
 
+    if x.size < MIN_ARMS_FOR_INTERVAL:
+        return RankCorrelation(
+            float(_spearman_rows(x[None], y[None])[0]), (math.nan, math.nan), int(x.size), 0, level
+        )
     rng = np.random.default_rng(seed)
     idx = np.concatenate([np.arange(x.size)[None], rng.integers(0, x.size, (n_boot, x.size))])
     rho_all = _spearman_rows(x[idx], y[idx])  # row 0: the arms as observed; then the bootstrap replicates
