@@ -9,8 +9,9 @@ on machines that do not keep ``runs/``, can carry what it finished in a few hund
     optidel benchmark --config cpu-endoscopy --out runs/benchmark-endoscopy                           # resume
 
 Copied: every finished fine-tuning's ``DONE``, ``metrics.json``, ``per_image.csv`` and ``config.yaml``; every finished
-selection's ``vinfo.json`` (the V-information table); the benchmark's ``config.yaml``, ``results.csv`` and
-``results.md``. Not copied: selection and pre-training ``DONE`` markers (a restored marker without its images or
+selection's ``vinfo.json`` (the V-information table); every finished pre-training's loss curve ``metrics.csv``, to
+``pretrain-curves/<arm>/`` (not under ``pretrain/``, where a folder without its checkpoint would stand in the way of a
+rerun; a restore leaves them where they are); the benchmark's ``config.yaml``, ``results.csv`` and ``results.md``. Not copied: selection and pre-training ``DONE`` markers (a restored marker without its images or
 encoder would make the runner skip a stage that an unfinished fine-tuning still needs), encoders, checkpoints,
 images and caches. Existing files at the destination are overwritten.
 """
@@ -26,6 +27,7 @@ KEEP = {
     "select": ("vinfo.json",),
 }
 TOP = ("config.yaml", "results.csv", "results.md")
+CURVES = "pretrain-curves"  # where finished pre-trainings' metrics.csv go (see the module docstring)
 
 
 def finished_runs(root: Path, stage: str) -> list[Path]:
@@ -44,6 +46,12 @@ def copy_small(src: Path, dst: Path) -> int:
                 if (run / name).is_file():
                     shutil.copy2(run / name, target / name)
                     n += 1
+    for run in finished_runs(src, "pretrain"):
+        if (run / "metrics.csv").is_file():
+            target = dst / CURVES / run.name
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run / "metrics.csv", target / "metrics.csv")
+            n += 1
     for name in TOP:
         if (src / name).is_file():
             dst.mkdir(parents=True, exist_ok=True)
