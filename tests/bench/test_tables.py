@@ -92,8 +92,8 @@ def test_informative_rule_and_average_excludes_the_uninformative(tmp_path: Path)
     polyps_opt = np.mean(
         [r["miou"] for r in rows if (r["method"], r["dataset"], r["ssl"]) == ("optidel", "polyps", "mae")]
     )
-    assert f"| 1 | {polyps_opt:.3f} |" in opt  # the average is the informative dataset's alone
-    vs_init = opt.split("|")[6]
+    assert f"| 3 | 1 | {polyps_opt:.3f} |" in opt  # 3 seeds; the average is the informative dataset's alone
+    vs_init = opt.split("|")[7]
     assert vs_init.strip().startswith("+") and vs_init.strip().endswith(
         "*"
     )  # far above random init: CI excludes 0

@@ -214,13 +214,12 @@ def dataset_table(rows: Rows, ds: str, ssl: str, lf: float, n_boot: int) -> list
 def average_table(rows: Rows, datasets: list[str], ssl: str, lf: float, n_boot: int) -> list[str]:
     """The average over ``datasets`` (the informative ones): mean mIoU, NormDEL, and paired CIs of the average."""
     lines = [
-        "| method | ratio | datasets | mean miou | NormDEL | vs random init | vs random | vs full |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | ratio | seeds | datasets | mean miou | NormDEL | vs random init | vs random | vs full |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m, rt in _arms(rows):
-        means = [
-            np.mean([r["miou"] for r in _arm_rows(rows, m, rt, ds, ssl, lf)] or [np.nan]) for ds in datasets
-        ]
+        per_ds = [[r["miou"] for r in _arm_rows(rows, m, rt, ds, ssl, lf)] for ds in datasets]
+        means = [np.mean(v or [np.nan]) for v in per_ds]
         if not datasets or np.isnan(means).any():
             continue
         mean = float(np.mean(means))
@@ -232,7 +231,10 @@ def average_table(rows: Rows, datasets: list[str], ssl: str, lf: float, n_boot: 
                 ci_text(mean_paired_miou_difference(list(pairs.values()), n_boot=n_boot) if ok else None)
             )
         nd = _fmt(float(normdel(mean, rt)), 2) if m not in REFERENCE_METHODS else "-"
-        lines.append(f"| {m} | {rt:g} | {len(datasets)} | {mean:.3f} | {nd} | " + " | ".join(cis) + " |")
+        seeds = min(len(v) for v in per_ds)  # the mean is over each dataset's seeds; the pairs over shared ones
+        lines.append(
+            f"| {m} | {rt:g} | {seeds} | {len(datasets)} | {mean:.3f} | {nd} | " + " | ".join(cis) + " |"
+        )
     return lines
 
 
