@@ -231,7 +231,9 @@ def average_table(rows: Rows, datasets: list[str], ssl: str, lf: float, n_boot: 
                 ci_text(mean_paired_miou_difference(list(pairs.values()), n_boot=n_boot) if ok else None)
             )
         nd = _fmt(float(normdel(mean, rt)), 2) if m not in REFERENCE_METHODS else "-"
-        seeds = min(len(v) for v in per_ds)  # the mean is over each dataset's seeds; the pairs over shared ones
+        seeds = min(
+            len(v) for v in per_ds
+        )  # the mean is over each dataset's seeds; the pairs over shared ones
         lines.append(
             f"| {m} | {rt:g} | {seeds} | {len(datasets)} | {mean:.3f} | {nd} | " + " | ".join(cis) + " |"
         )
