@@ -231,9 +231,8 @@ def average_table(rows: Rows, datasets: list[str], ssl: str, lf: float, n_boot: 
                 ci_text(mean_paired_miou_difference(list(pairs.values()), n_boot=n_boot) if ok else None)
             )
         nd = _fmt(float(normdel(mean, rt)), 2) if m not in REFERENCE_METHODS else "-"
-        seeds = min(
-            len(v) for v in per_ds
-        )  # the mean is over each dataset's seeds; the pairs over shared ones
+        # the mean is over each dataset's seeds; the pairs over the seeds both arms share
+        seeds = min(len(v) for v in per_ds)
         lines.append(
             f"| {m} | {rt:g} | {seeds} | {len(datasets)} | {mean:.3f} | {nd} | " + " | ".join(cis) + " |"
         )
@@ -352,8 +351,8 @@ def vinfo_table(rows: Rows, set_vinfo: SetVInfo, ds: str, ssl: str, lf: float, n
         lines += ["", f"Spearman's rank correlation between I_V and mIoU over these sets: {corr}."]
         if any("+" in p[0] for p in pts):
             lines += [
-                "A variant arm (`method+variant`) that changes only the tile filling selects the same patches as its "
-                "method, so it repeats that set's I_V."
+                "A variant arm (`method+variant`) whose variant leaves the selected patches as they are (a tile "
+                "filling, for instance) repeats its method's I_V."
             ]
     else:
         lines += ["", "Rank correlation: needs at least 3 selected sets."]

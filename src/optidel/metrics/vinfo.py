@@ -496,7 +496,7 @@ class RankCorrelation:
     level: float = 0.95
 
     def __str__(self) -> str:
-        if not np.isfinite(self.ci).all():
+        if self.n < MIN_ARMS_FOR_INTERVAL:
             return (
                 f"rho = {self.rho:.2f} (n = {self.n} arms; no interval: a bootstrap over fewer than "
                 f"{MIN_ARMS_FOR_INTERVAL} arms has too few distinct resamples)"
