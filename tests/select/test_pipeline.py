@@ -128,14 +128,21 @@ def test_report_has_vinfo_of_the_selection(pools: list[str], tmp_path: Path) -> 
     assert lo <= v["set"]["vinfo_nats"] <= hi
     html = (out / "report.html").read_text()
     assert "V-information" in html and v["verdict"] in html
-    # `optidel vinfo` on the output gives the report's numbers (same geometry, same seed)
+    # `optidel vinfo` on the output gives the report's numbers (same rows, geometry and seed): its default Y is the
+    # report's headline Y, `--labels embedding` the report's circular alternative; the report's file is left alone
     from optidel.cli import app
 
+    before = (out / "vinfo.json").read_text()
     res = CliRunner().invoke(app, ["vinfo", str(out)])
     assert res.exit_code == 0, res.output
-    # ... for the report's circular alternative (Y = k-means of the same embeddings; the headline Y is another one)
-    emb = next(a for a in [v, *v["alternatives"]] if a["estimator"]["label_source"] == "embedding")
-    assert json.loads((out / "vinfo.json").read_text())["set"] == emb["set"]
+    headline = v["estimator"]["label_source"]
+    assert headline != "embedding"
+    assert json.loads((out / f"vinfo-{headline}.json").read_text())["set"] == v["set"]
+    res = CliRunner().invoke(app, ["vinfo", str(out), "--labels", "embedding"])
+    assert res.exit_code == 0, res.output
+    emb = next(a for a in v["alternatives"] if a["estimator"]["label_source"] == "embedding")
+    assert json.loads((out / "vinfo-embedding.json").read_text())["set"] == emb["set"]
+    assert (out / "vinfo.json").read_text() == before
 
 
 def test_rerun_is_cached_and_identical(reference: Path, pools: list[str], tmp_path: Path) -> None:
