@@ -62,7 +62,9 @@ def load_set_embeddings(set_dir: Path, embeddings: Path | None = None) -> tuple[
     manifest = set_dir / "manifest.parquet"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} does not exist (is {set_dir} an `optidel select` output?)")
-    table = pq.read_table(manifest)
+    names = pq.read_schema(manifest).names
+    # only the columns used here: a manifest has a row per pool patch and some 25 columns, paths among them
+    table = pq.read_table(manifest, columns=[c for c in ("selected", "patch_id") if c in names])
     if "selected" not in table.column_names:
         raise ValueError(f"{manifest} has no boolean column 'selected'")
     selected = np.asarray(table.column("selected").to_numpy(zero_copy_only=False), dtype=bool)
