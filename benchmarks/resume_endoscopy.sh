@@ -1,7 +1,7 @@
 #!/bin/bash
 # Resume the cpu-endoscopy benchmark in the background, in the order that answers the open questions first:
-# seed 0's four OptiDEL arms (pad/context x optidel/optidel-cover), then seeds 1 and 2 of the main comparison
-# (random init, full, random, MedDEL and the four OptiDEL arms), then the rest of the grid in run order.
+# seeds 0-2 of the four OptiDEL arms (pad/context x optidel/optidel-cover), which decide the tile_fit default and
+# optidel-cover, then seeds 1 and 2 of the baselines (random init, full, random, MedDEL), then the rest in run order.
 #
 #   bash benchmarks/resume_endoscopy.sh [SRC]   # SRC: a src/ folder to run (default: this checkout's src/)
 #
@@ -13,10 +13,11 @@
 set -euo pipefail
 SRC=$(realpath "${1:-src}")
 mkdir -p runs
-ONLY=(--only 'optidel*_r0.05_mae_s0')
+# The four OptiDEL arms of seeds 0-2 come first: the pre-registered tile_fit / optidel-cover decision needs only them.
+ONLY=(--only 'optidel*_r0.05_mae_s0' --only 'optidel*_r0.05_mae_s1' --only 'optidel*_r0.05_mae_s2')
 for s in 1 2; do
   ONLY+=(--only "random-init_vit_tiny_s$s" --only "full_r1_mae_s$s" --only "random_r0.05_mae_s$s"
-         --only "meddel_r0.05_mae_s$s" --only "optidel*_r0.05_mae_s$s")
+         --only "meddel_r0.05_mae_s$s")
 done
 ONLY+=(--only '*')
 echo "==== resume $(date -u) from $SRC ====" >> runs/benchmark-endoscopy.log

@@ -61,6 +61,14 @@ def test_registry() -> None:
         get_strategy("nope")
 
 
+def test_select_help_names_every_registered_method() -> None:
+    """`optidel select --help` lists the methods by hand (it must not import them); it must not go stale."""
+    from optidel.select.command import _METHODS
+
+    listed = {m.strip().split(" (")[0] for part in _METHODS.split(";") for m in part.split(",")}
+    assert listed == set(available_strategies())
+
+
 def test_optidel_takes_the_smallest_margins_in_mosaics() -> None:
     res, ctx = run("optidel")
     margin = ctx.scores()["margin"]

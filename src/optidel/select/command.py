@@ -20,7 +20,7 @@ from optidel.select.config import SelectConfig
 
 S = SelectConfig
 _METHODS = (
-    "optidel, hard-only, easy, mosaic-random, optidel-grid (patch level); "
+    "optidel, optidel-cover, hard-only, easy, mosaic-random, optidel-grid (patch level); "
     "random, full, meddel, semdedup, prototypes, moderate (image level)"
 )
 
