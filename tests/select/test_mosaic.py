@@ -11,6 +11,7 @@ from PIL import Image
 
 from optidel.data.image import resize_rgb
 from optidel.select.outputs.mosaic import (
+    bar_fraction,
     compose,
     context_box,
     crop,
@@ -120,3 +121,22 @@ def test_context_letterboxes_only_when_the_image_is_too_small() -> None:
     assert black_rows.size > 0 and tile[30].min() > 0
     # a whole image given as a crop (image-level resize) has no surroundings: context = pad
     assert np.array_equal(fit_tile(img, 50, "context"), fit_tile(img, 50, "pad"))
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "box", "fit"),
+    [
+        (120, 160, (70, 50, 110, 70), "pad"),  # 2:1 box: half of the tile black
+        (120, 160, (70, 50, 110, 70), "context"),  # room for the square: no bars
+        (40, 200, (40, 10, 160, 30), "context"),  # a strip too low for the square: bars
+        (40, 200, (40, 10, 160, 30), "stretch"),
+        (120, 160, (0, 100, 30, 118), "pad"),
+    ],
+)
+def test_bar_fraction_is_the_black_share_of_the_rendered_tile(
+    h: int, w: int, box: tuple[int, ...], fit: str
+) -> None:
+    """The report's "black bars" row: what bar_fraction predicts from the box is what render_tile leaves black."""
+    tile = render_tile(_textured(h, w, 3), box, 64, fit)
+    black = (tile.reshape(-1, 3).max(axis=1) == 0).mean()
+    assert bar_fraction(box, h, w, fit) == pytest.approx(black, abs=1 / 64)

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.data.pool import list_pool
 from optidel.select.outputs.manifest import read_manifest
-from optidel.select.outputs.mosaic import crop, fit_tile
+from optidel.select.outputs.mosaic import bar_fraction, crop, fit_tile
 from optidel.select.pipeline import run_selection, selection_config
 
 HERE = Path(__file__).resolve().parent
@@ -111,6 +111,16 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
     # stage times do not overlap: the lazily computed patches and k-means are not counted again in "selection"
     m = json.loads((out / "metrics.json").read_text())
     assert sum(v["seconds"] for v in m["stages"].values()) <= m["total_seconds"] + 0.05
+    # the summary's black-bar share is what the selected boxes leave black under the default tile fit (pad)
+    bars = [
+        bar_fraction(
+            (d["x0"][i], d["y0"][i], d["x1"][i], d["y1"][i]), d["image_h"][i], d["image_w"][i], "pad"
+        )
+        for i in np.flatnonzero(sel)
+    ]
+    assert m["summary"]["black bars"] == (
+        f"{np.mean(bars):.1%} of the tiles' area ({sum(b >= 1 / 128 for b in bars)} of {sel.sum()} tiles letterboxed)"
+    )
     # 16 selected patches are too few for a V-information estimate: said in the report, no vinfo.json
     assert "V-information not estimated" in (out / "report.html").read_text()
     assert not (out / "vinfo.json").exists()

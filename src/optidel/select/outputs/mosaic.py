@@ -95,11 +95,16 @@ def group_diverse(clusters: np.ndarray, rng: np.random.Generator, per_group: int
 
 def crop(img: np.ndarray, box: Sequence[int]) -> np.ndarray:
     """img: (H, W, 3); box ``x0, y0, x1, y1`` (exclusive) -> (y1 - y0, x1 - x0, 3), at least 1 x 1."""
-    h, w = img.shape[:2]
-    x0, y0, x1, y1 = (int(v) for v in box)
-    x0, y0 = min(max(0, x0), w - 1), min(max(0, y0), h - 1)
-    x1, y1 = max(x0 + 1, min(w, x1)), max(y0 + 1, min(h, y1))
+    x0, y0, x1, y1 = clip_box(box, *img.shape[:2])
     return img[y0:y1, x0:x1]
+
+
+def clip_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, int, int]:
+    """Box ``x0, y0, x1, y1`` (exclusive) clipped to a (height, width) image, at least 1 x 1."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0 = min(max(0, x0), width - 1), min(max(0, y0), height - 1)
+    x1, y1 = max(x0 + 1, min(width, x1)), max(y0 + 1, min(height, y1))
+    return x0, y0, x1, y1
 
 
 TILE_FITS: tuple[str, ...] = ("pad", "stretch", "context")
@@ -142,9 +147,7 @@ def context_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, 
         ``x0, y0, x1, y1`` of a square of side ``max(box w, box h)`` centred on the box and shifted inside the image;
         a dimension shorter than that side is taken whole (the region is then not square).
     """
-    x0, y0, x1, y1 = (int(v) for v in box)
-    x0, y0 = min(max(0, x0), width - 1), min(max(0, y0), height - 1)
-    x1, y1 = max(x0 + 1, min(width, x1)), max(y0 + 1, min(height, y1))
+    x0, y0, x1, y1 = clip_box(box, height, width)
     side = max(x1 - x0, y1 - y0)
     cx0, cx1 = _context_span(x0, x1, side, width)
     cy0, cy1 = _context_span(y0, y1, side, height)
@@ -161,6 +164,21 @@ def render_tile(img: np.ndarray, box: Sequence[int], tile: int, fit: str = "pad"
         h, w = img.shape[:2]
         return fit_tile(crop(img, context_box(box, h, w)), tile, "pad")
     return fit_tile(crop(img, box), tile, fit)
+
+
+def bar_fraction(box: Sequence[int], height: int, width: int, fit: str = "pad") -> float:
+    """The share of a patch's tile that stays black under ``fit`` (0 = no bars), from its box alone.
+
+    The tile shows a region (the box for ``pad``, :func:`context_box` for ``context``) resized with its aspect kept,
+    so the bars cover ``1 - short side / long side`` of the tile (up to the rounding of the resize); ``stretch``
+    never leaves bars. The report and ``metrics.json`` give the mean over the selected patches.
+    """
+    if fit == "stretch":
+        return 0.0
+    region = context_box(box, height, width) if fit == "context" else box
+    x0, y0, x1, y1 = clip_box(region, height, width)
+    w, h = x1 - x0, y1 - y0
+    return 1.0 - min(w, h) / max(w, h)
 
 
 def compose(tiles: Sequence[np.ndarray | None], size: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.metrics.embedding import l2_normalize
 from optidel.runtime.atomic import atomic_write_json
-from optidel.select.outputs.mosaic import crop, fit_tile
+from optidel.select.outputs.mosaic import bar_fraction, crop, fit_tile
 from optidel.select.outputs.report import ReportData, map_sample, pca_2d, write_report
 from optidel.select.rank.scores import rank_order
 from optidel.select.stage_cache import StageCache
@@ -60,6 +60,12 @@ def run_summary(
                 "mosaics": f"2x2, {syn.mosaic_size} px, tiles {syn.tile_fit}, grouping {syn.grouping}"
                 if result.groups is not None
                 else "no (single patches)",
+                "black bars": _black_bars(
+                    store,
+                    result.ids,
+                    syn.tile_fit,
+                    syn.mosaic_size // 2 if result.groups is not None else syn.mosaic_size,
+                ),
                 "dedup threshold": sc.dedup_threshold,
                 "max per image": sc.max_per_image,
             }
@@ -69,6 +75,17 @@ def run_summary(
         s["image files"] = cfg.synthesis.image_copy
     s["seed"] = cfg.seed
     return s
+
+
+def _black_bars(store: Any, ids: np.ndarray, fit: str, tile: int) -> str:
+    """How much of the selected patches' tiles (``tile`` px) stays black under ``fit`` (:func:`bar_fraction`)."""
+    if not ids.size:
+        return "none"
+    boxes, w, h = store.boxes[ids], store.column("image_w")[ids], store.column("image_h")[ids]
+    bars = np.asarray([bar_fraction(b, int(hh), int(ww), fit) for b, ww, hh in zip(boxes, w, h, strict=True)])
+    # bars under one tile pixel wide are the resize's rounding, not a letterbox
+    boxed = int((bars >= 1 / tile).sum())
+    return f"{bars.mean():.1%} of the tiles' area ({boxed} of {ids.size} tiles letterboxed)"
 
 
 def _source_counts(
