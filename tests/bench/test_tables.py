@@ -9,8 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optidel.bench.tables import TableContext, informativeness, results_markdown, write_tables
-from optidel.metrics.bootstrap import mean_paired_miou_difference, miou_from_counts, paired_miou_difference
+from optidel.bench.tables import TableContext, informativeness, results_markdown, verdict, write_tables
+from optidel.metrics.bootstrap import (
+    Interval,
+    mean_paired_miou_difference,
+    miou_from_counts,
+    paired_miou_difference,
+)
 
 N_IMG = 12
 
@@ -165,7 +170,7 @@ def test_choices_table_pairs_the_named_methods_and_variants(tmp_path: Path) -> N
     comparisons = (("optidel-cover", "optidel"), ("optidel+context", "optidel"), ("optidel", "meddel"))
     md = results_markdown(rows, TableContext("t", n_boot=200, comparisons=comparisons))
     section = md.split("### the method's choices, paired")[1]
-    assert "| A - B | ratio | seeds | polyps | vessels | average (informative) |" in section
+    assert "| A - B | ratio | seeds | polyps | vessels | average (informative) | verdict |" in section
     assert "optidel - meddel" not in section  # meddel did not run: no line
     cover = next(ln for ln in section.splitlines() if ln.startswith("| optidel-cover - optidel |"))
     cells = [c.strip() for c in cover.strip("|").split("|")]
@@ -199,3 +204,43 @@ def test_benchmark_config_comparisons_include_every_variant_against_its_method()
     ]
     with pytest.raises(ConfigError, match=r"comparisons\[0\]: expected 'METHOD vs METHOD'"):
         BenchmarkConfig(comparisons=("optidel against random",))
+
+
+def test_verdicts_answer_the_questions_on_the_informative_average(tmp_path: Path) -> None:
+    """optidel far above random and level with full: the verdict column says so, with the goal (+0.02) checked
+    against random and "at least level" against the full pool (paired with full at ratio 1)."""
+    quality = {("random-init", "polyps", "mae"): 0.3, ("full", "polyps", "mae"): 0.9}
+    quality.update({("optidel", "polyps", "mae"): 0.9, ("random", "polyps", "mae"): 0.6})
+    rows = _rows(tmp_path, quality)
+    comparisons = (("optidel", "full"), ("optidel", "random"), ("random", "optidel"))
+    md = results_markdown(rows, TableContext("t", n_boot=200, comparisons=comparisons, goal=0.02))
+    lines = {
+        ln.split("|")[1].strip(): ln
+        for ln in md.split("### the method's choices, paired")[1].splitlines()[3:]
+        if ln.startswith("|")
+    }
+    vs_random = [c.strip() for c in lines["optidel - random"].strip("|").split("|")]
+    assert vs_random[-2].endswith("*") and float(vs_random[-2].split()[0]) > 0.02
+    assert vs_random[-1] == "optidel higher; goal (+0.02, interval above 0) met"
+    # equal quality gives identical counts: a zero difference, level with the full pool
+    vs_full = [c.strip() for c in lines["optidel - full"].strip("|").split("|")]
+    assert vs_full[1] == "0.05" and vs_full[-1] == "no difference shown; goal (at least full) met"
+    assert lines["random - optidel"].rstrip(" |").endswith("optidel higher")  # no goal: B is not a baseline
+
+
+def test_verdict_claims_a_direction_only_when_the_interval_excludes_zero() -> None:
+    small = Interval(0.012, 0.004, 0.020)
+    assert (
+        verdict("optidel", "random", small, 0.02) == "optidel higher; goal (+0.02, interval above 0) not met"
+    )
+    tie = Interval(0.03, -0.001, 0.06)
+    assert (
+        verdict("optidel", "meddel", tie, 0.02)
+        == "no difference shown; goal (+0.02, interval above 0) not met"
+    )
+    assert (
+        verdict("optidel", "full", Interval(-0.01, -0.02, -0.001), 0.02)
+        == "full higher; goal (at least full) not met"
+    )
+    assert verdict("optidel", "random", small, None) == "optidel higher"
+    assert verdict("optidel", "random", None, 0.02) == "-"

@@ -391,7 +391,7 @@ class BenchmarkRunner:
             if arm.selects and (v := read_set_vinfo(self.layout.select_dir(arm))) is not None:
                 vinfo[(arm.label, arm.ratio, arm.seed)] = v
         return TableContext(
-            self.cfg.name, self.cfg.n_boot, centres, vinfo, tuple(self.cfg.comparison_pairs())
+            self.cfg.name, self.cfg.n_boot, centres, vinfo, tuple(self.cfg.comparison_pairs()), self.cfg.goal
         )
 
     def rows(self) -> list[dict[str, Any]]:

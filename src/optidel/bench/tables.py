@@ -5,7 +5,8 @@ paired bootstrap differences to random init, random selection and full-pool pre-
 *informative* (:func:`informativeness`), the average over the informative datasets only (with paired CIs), the
 per-centre mIoU of datasets that name their centres (PolypGen's unseen centres), MAE beside SimCLR when the grid has
 both, the V-information of each selected set beside its arm's mIoU, and the paired differences of the method's
-choices (``BenchmarkConfig.comparisons`` and every variant against its method, :func:`choices_table`). Everything
+choices and questions (``BenchmarkConfig.comparisons`` and every variant against its method, with a plain verdict
+on the informative average, :func:`choices_table`). Everything
 is computed from result rows (:mod:`optidel.bench.results`); this module reads no run folder but the per-image
 counts those rows point to.
 """
@@ -37,6 +38,8 @@ from optidel.metrics.vinfo import vinfo_miou_rank_correlation
 from optidel.runtime.atomic import atomic_write_text
 
 BASELINES = (RANDOM_INIT, "random", FULL)
+# the compact-set baselines a selection method must beat by the goal margin (issue #19: random 5% and MedDEL 5%)
+GOAL_BASELINES = ("random", "meddel")
 Rows = list[dict[str, Any]]
 CountPairs = list[tuple[np.ndarray, np.ndarray]]
 # (method, ratio, seed) -> the selected set's V-information in nats (from the selection's vinfo.json)
@@ -239,6 +242,29 @@ def average_table(rows: Rows, datasets: list[str], ssl: str, lf: float, n_boot: 
     return lines
 
 
+def verdict(a: str, b: str, iv: Interval | None, goal: float | None) -> str:
+    """A plain reading of the paired difference ``iv`` of A - B on the informative average.
+
+    The direction is claimed only when the 95% interval excludes 0. Against random or MedDEL (``GOAL_BASELINES``) it
+    also says whether the benchmark's goal holds: a difference of at least ``goal`` with the interval above 0;
+    against the full pool the goal is A at least level with it (an estimate >= 0).
+    """
+    if iv is None:
+        return "-"
+    if iv.low > 0:
+        text = f"{a} higher"
+    elif iv.high < 0:
+        text = f"{b} higher"
+    else:
+        text = "no difference shown"
+    if goal is not None and b in GOAL_BASELINES:
+        met = iv.estimate >= goal and iv.low > 0
+        text += f"; goal (+{goal:g}, interval above 0) {'met' if met else 'not met'}"
+    elif goal is not None and b == FULL:
+        text += f"; goal (at least {FULL}) {'met' if iv.estimate >= 0 else 'not met'}"
+    return text
+
+
 def choices_table(
     rows: Rows,
     comparisons: tuple[tuple[str, str], ...],
@@ -247,22 +273,26 @@ def choices_table(
     ssl: str,
     lf: float,
     n_boot: int,
+    goal: float | None = None,
 ) -> list[str]:
-    """Paired differences A - B of the benchmark's method choices: a line per (A, B, ratio) where both arms ran, a
-    column per dataset and one for the average over the informative datasets ``kept`` (when both ran on all).
+    """Paired differences A - B of the benchmark's questions: a line per (A, B, ratio) where both arms ran, a column
+    per dataset, one for the average over the informative datasets ``kept`` (when both ran on all) and its
+    :func:`verdict`.
 
-    The seeds column counts the seeds both arms share (the pairs are over those seeds and the test images).
+    B is taken at A's ratio, except the full pool (ratio 1). The seeds column counts the seeds both arms share (the
+    pairs are over those seeds and the test images).
     """
     lines = [
-        "| A - B | ratio | seeds | " + " | ".join(datasets) + " | average (informative) |",
-        "|---|---|---|" + "---|" * len(datasets) + "---|",
+        "| A - B | ratio | seeds | " + " | ".join(datasets) + " | average (informative) | verdict |",
+        "|---|---|---|" + "---|" * len(datasets) + "---|---|",
     ]
     ratios = sorted({r["ratio"] for r in rows if r["method"] not in REFERENCE_METHODS})
     for a, b in comparisons:
         for rt in ratios:
+            b_rt = 1.0 if b == FULL else rt
             pairs = {}
             for ds in datasets:
-                pair = paired_counts(_runs(rows, a, rt, ds, ssl, lf), _runs(rows, b, rt, ds, ssl, lf))
+                pair = paired_counts(_runs(rows, a, rt, ds, ssl, lf), _runs(rows, b, b_rt, ds, ssl, lf))
                 if pair is not None:
                     pairs[ds] = pair
             if not pairs:
@@ -275,7 +305,11 @@ def choices_table(
             avg = None
             if kept and all(ds in pairs for ds in kept):
                 avg = mean_paired_miou_difference([pairs[ds] for ds in kept], n_boot=n_boot)
-            lines.append(f"| {a} - {b} | {rt:g} | {seeds} | " + " | ".join(cells) + f" | {ci_text(avg)} |")
+            lines.append(
+                f"| {a} - {b} | {rt:g} | {seeds} | "
+                + " | ".join(cells)
+                + f" | {ci_text(avg)} | {verdict(a, b, avg, goal)} |"
+            )
     return lines if len(lines) > 2 else []
 
 
@@ -369,6 +403,8 @@ class TableContext:
         centres: {dataset: {image id: centre}} for datasets that name their centres.
         set_vinfo: per selected set, its V-information (see :data:`SetVInfo`).
         comparisons: (A, B) method labels compared pairwise (:func:`choices_table`).
+        goal: the margin a method must gain over random and MedDEL on the informative average (:func:`verdict`);
+            None: the verdicts give the direction only.
     """
 
     name: str
@@ -376,6 +412,7 @@ class TableContext:
     centres: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     set_vinfo: SetVInfo | None = None
     comparisons: tuple[tuple[str, str], ...] = ()
+    goal: float | None = None
 
 
 HEADER = (
@@ -409,7 +446,9 @@ def _section(rows: Rows, ssl: str, lf: float, ctx: TableContext) -> list[str]:
         )
     else:
         lines += ["", "No informative dataset in this setting: no average is shown."]
-    if ctx.comparisons and (t := choices_table(rows, ctx.comparisons, datasets, kept, ssl, lf, ctx.n_boot)):
+    if ctx.comparisons and (
+        t := choices_table(rows, ctx.comparisons, datasets, kept, ssl, lf, ctx.n_boot, ctx.goal)
+    ):
         lines += ["", "### the method's choices, paired", ""] + t
     return lines + [""]
 
