@@ -136,6 +136,43 @@ def test_plan_counts_and_estimates_a_grid_of_ssl_methods_ratios_and_fractions(
     )
 
 
+def test_workers_run_arms_in_processes_with_the_results_of_one_worker(
+    tmp_path: Path, tiny_seg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--workers 2: every cell runs in worker processes, and with the same torch thread count (1) the results equal
+    a one-worker run's exactly; arms sharing a selection folder are one job."""
+    import torch
+
+    cfg = _tiny(tiny_seg, methods=("full", "random"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = BenchmarkRunner(cfg, tmp_path / "serial").run()
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr("optidel.runtime.processes.cpu_cores", lambda: 2)  # 2 workers x 1 thread
+    runner = BenchmarkRunner(cfg, tmp_path / "parallel")
+    assert [[a.key for a in job] for job in runner.arm_jobs(runner.all_arms())] == [
+        ["random-init_vit_tiny_s0"],
+        ["full_r1_mae_s0"],
+        ["random_r0.25_mae_s0"],
+    ]
+    parallel = runner.run(workers=2)
+    assert parallel.read_text() == serial.read_text().replace("/serial/", "/parallel/")
+    log = (tmp_path / "parallel" / "log.txt").read_text()
+    assert "3 arm job(s) on 2 worker processes x 1 torch threads" in log
+    assert "fine-tuning random_r0.25_mae_s0" in log  # the workers' lines reach the benchmark's log
+    assert BenchmarkRunner(cfg, tmp_path / "parallel").arm_jobs(runner.all_arms()) == []  # all finished
+    # the SSL methods of one selection are one job (they would write the same selection folder)
+    two_ssl = BenchmarkRunner(_tiny(tiny_seg, methods=("random",), ssl=("mae", "simclr")), tmp_path / "x")
+    assert [[a.key for a in job] for job in two_ssl.arm_jobs(two_ssl.all_arms())][-1] == [
+        "random_r0.25_mae_s0",
+        "random_r0.25_simclr_s0",
+    ]
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        runner.run(workers=0)
+
+
 def test_only_schedules_arms_by_pattern_in_the_order_given(tmp_path: Path, tiny_seg: Path) -> None:
     runner = BenchmarkRunner(_tiny(tiny_seg, seeds=(0, 1)), tmp_path / "b")
     keys = [a.key for a in runner.arms_to_run(["prototypes_*_s1", "*_s0"])]

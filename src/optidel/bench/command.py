@@ -49,6 +49,15 @@ def benchmark(
             "finished cell.",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Arms run at once, each in its own process with cores / N torch threads (arms that share a "
+            "selection run in turn; results differ from a 1-worker run only by float rounding).",
+        ),
+    ] = 1,
 ) -> None:
     """Run (or resume) the benchmark grid: methods x ratios x SSL x datasets x label fractions x seeds.
 
@@ -70,7 +79,7 @@ def benchmark(
             t.add_row(k, str(v))
         console.print(t)
         return
-    results = runner.run(only=only or ())
+    results = runner.run(only=only or (), workers=workers)
     console.print(f"[green]done:[/green] {results} and {results.with_suffix('.md')}")
 
 

@@ -4,14 +4,16 @@ The output folder's layout is :class:`optidel.bench.grid.RunLayout`'s. Every sta
 stage is never redone, a killed pre-training resumes from its checkpoint, a killed selection from its last patch
 shard. A fine-tuning counts as finished from its ``DONE`` and ``metrics.json`` alone, and an arm whose fine-tunings
 are all finished is not selected or pre-trained again: a folder that kept only those small files resumes without the
-encoders. One process at a time writes into a benchmark folder (``OUT/.lock``). Kill the benchmark at any time and
-run the same command again.
+encoders. One process at a time writes into a benchmark folder (``OUT/.lock``); with ``--workers N`` it runs N arms at
+once in worker processes (:meth:`BenchmarkRunner.run_parallel`). Kill the benchmark at any time and run the same
+command again.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ class BenchmarkRunner:
         self.out = Path(out)
         self.layout = RunLayout(self.out)
         self.command = command
+        self.config_file = config_file
         self.data_root = resolve_data_root(cfg, config_file)
         hint = f"set data_root, or fetch it with `optidel data fetch NAME --root {self.data_root}`"
         for d in cfg.datasets:
@@ -324,8 +327,7 @@ class BenchmarkRunner:
         if not arm.pretrained or self.arm_finished(arm):
             return
         if arm.selects and not is_done(self.layout.select_dir(arm)):
-            logger.info("benchmark: selecting %s", self.layout.select_dir(arm).name)
-            run_selection(self.select_config(arm))
+            self._select(arm)
         if arm.method == FULL and not is_done(self.layout.select_dir(arm)) and self.full_pool_leaks():
             logger.info("benchmark: the pool holds test images; the full arm uses its guarded copy")
             run_selection(self.select_config(arm))  # method full drops the leaking images
@@ -342,13 +344,15 @@ class BenchmarkRunner:
         logger.info("benchmark: fine-tuning %s on %s", cell.arm.key, cell.key)
         finetune(self.finetune_config(cell))
 
-    def run(self, stop_after: int | None = None, only: Sequence[str] = ()) -> Path:
+    def run(self, stop_after: int | None = None, only: Sequence[str] = (), workers: int = 1) -> Path:
         """Run every unfinished stage, holding ``out``'s run lock; tables are rewritten after each fine-tuning.
 
         Args:
-            stop_after: stop after this many fine-tunings were run in this call (for tests and smoke runs).
+            stop_after: stop after this many fine-tunings were run in this call (for tests and smoke runs; one
+                worker only).
             only: run only the arms matching these patterns, in their order (:meth:`arms_to_run`); the tables
                 still hold every finished cell.
+            workers: arms run at once, each in its own process (:meth:`run_parallel`).
 
         Returns:
             ``out/results.csv``.
@@ -356,8 +360,92 @@ class BenchmarkRunner:
         Raises:
             RunFolderLocked: another process runs in ``out``.
         """
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         with run_lock(self.out, command=self.command):
+            if workers > 1:
+                return self.run_parallel(workers, only)
             return self.run_unlocked(stop_after, only)
+
+    def arm_jobs(self, arms: Sequence[Arm]) -> list[list[Arm]]:
+        """Unfinished ``arms`` grouped into jobs that may run at the same time, in the order of their first arm.
+
+        Arms that share a selection folder (the SSL methods of one method, ratio and seed; random init's
+        architectures of one seed) are one job, run in turn: two processes never write one folder.
+        """
+        jobs: dict[Path, list[Arm]] = {}
+        for arm in arms:
+            if not self.arm_finished(arm):
+                jobs.setdefault(self.layout.select_dir(arm), []).append(arm)
+        return list(jobs.values())
+
+    def run_parallel(self, workers: int, only: Sequence[str] = ()) -> Path:
+        """:meth:`run_unlocked` with ``workers`` processes, each running whole arms (selection, pre-training and
+        fine-tunings) with ``cores // workers`` torch threads; this process rewrites the tables as arms finish.
+
+        Small models may keep more CPU cores busy this way than with all cores in one process (as the patch stage's
+        workers do, BENCHMARKS.md). A selection that still has to run SAM on the shared patch cache runs first,
+        alone, so SAM runs once. Results are those of a one-worker run up to float rounding where the torch thread
+        count differs. A killed run resumes like a one-worker run; the workers exit with this process.
+        """
+        import multiprocessing
+        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+        from optidel.runtime.processes import cpu_cores
+
+        handler = attach_run_log(self.out)
+        try:
+            save_config(self.cfg, self.out)
+            atomic_write_json(self.out / "plan.json", self.plan())
+            jobs = self.arm_jobs(self.arms_to_run(only))
+            first = next((a for job in jobs for a in job if a.selects), None)
+            if (
+                first is not None
+                and self.cfg.share_patch_cache
+                and not is_done(self.layout.select_dir(first))
+            ):
+                self._select(first)  # fills the shared patch cache before the workers start
+            threads = max(1, cpu_cores() // workers)
+            logger.info(
+                "benchmark: %d arm job(s) on %d worker processes x %d torch threads",
+                len(jobs),
+                workers,
+                threads,
+            )
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_init_arm_worker, initargs=(threads,)
+            ) as pool:
+                pending = {
+                    pool.submit(_run_arm_job, self.cfg, str(self.out), self.config_file, [a.key for a in job])
+                    for job in jobs
+                }
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    self.write_tables()
+                    for f in done:
+                        if f.exception() is not None:
+                            for p in pending:
+                                p.cancel()
+                            raise f.exception()  # type: ignore[misc]
+            return self.write_tables()
+        finally:
+            detach_run_log(handler)
+
+    def _select(self, arm: Arm) -> None:
+        from optidel.select.pipeline import run_selection
+
+        logger.info("benchmark: selecting %s", self.layout.select_dir(arm).name)
+        run_selection(self.select_config(arm))
+
+    def run_arm_job(self, keys: Sequence[str]) -> None:
+        """Run the arms named by ``keys`` and their fine-tunings, in turn (a worker's share of :meth:`run_parallel`)."""
+        by_key = {a.key: a for a in self.all_arms()}
+        for key in keys:
+            arm = by_key[key]
+            self.run_arm(arm)
+            for cell in self.cells(arm):
+                self.run_cell(cell)
 
     def run_unlocked(self, stop_after: int | None = None, only: Sequence[str] = ()) -> Path:
         """:meth:`run` for a caller that holds ``run_lock(out)`` itself (the demo, which also writes its data)."""
@@ -400,3 +488,24 @@ class BenchmarkRunner:
     def write_tables(self) -> Path:
         """Rewrite ``results.csv``, ``results.md`` and ``plots/`` from every finished fine-tuning."""
         return write_tables(self.out, self.rows(), self.table_context())
+
+
+def _init_arm_worker(threads: int) -> None:
+    """A ``--workers`` process: ``threads`` torch threads, no Ctrl-C of its own, exits with the parent."""
+    import torch
+
+    from optidel.runtime.processes import worker_signals
+
+    worker_signals()
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # faiss (k-means) reads it in optidel.select.rank.cluster
+
+
+def _run_arm_job(cfg: BenchmarkConfig, out: str, config_file: Path | None, keys: list[str]) -> None:
+    """One job of :meth:`BenchmarkRunner.run_parallel`, in a worker process; its log lines go to ``out/log.txt``."""
+    runner = BenchmarkRunner(cfg, out, config_file=config_file)
+    handler = attach_run_log(runner.out)
+    try:
+        runner.run_arm_job(keys)
+    finally:
+        detach_run_log(handler)

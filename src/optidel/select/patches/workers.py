@@ -20,9 +20,6 @@ API with ``procs`` > 1 needs the usual ``if __name__ == "__main__":`` guard.
 from __future__ import annotations
 
 import os
-import signal
-import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optidel.runtime.processes import cpu_cores, worker_signals
 from optidel.select.patches.compute import ImageResult, PatchStageError, compute_images, embedding_dim
 from optidel.select.patches.types import PatchEmbedder, PatchProposer
 
@@ -77,14 +75,6 @@ class ModelSpec:
         return proposer, embedder
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _ram_bytes() -> int | None:
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -126,16 +116,8 @@ def threads_per_proc(threads: int | None, procs: int) -> int | None:
 _WORKER: dict[str, Any] = {}
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Exit as soon as the parent process is gone (killed with SIGKILL, it cannot stop its workers itself)."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
-
-
 def _init_worker(spec: ModelSpec, workers: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    worker_signals()  # Ctrl-C is the parent's; exit with the parent (killed with SIGKILL it cannot stop us)
     proposer, embedder = spec.build()
     _WORKER.update(
         proposer=proposer, embedder=embedder, dim=embedding_dim(proposer, embedder), workers=workers
