@@ -4,6 +4,7 @@
 # optidel-cover, then seeds 1 and 2 of the baselines (random init, full, random, MedDEL), then the rest in run order.
 #
 #   bash benchmarks/resume_endoscopy.sh [SRC]   # SRC: a src/ folder to run (default: this checkout's src/)
+#   WORKERS=2 bash benchmarks/resume_endoscopy.sh [SRC]   # two arms at once (optidel benchmark --workers)
 #
 # Run it from the repository root (data_root ../shared/data resolves from there). To keep the code fixed while you
 # edit, pass the src/ of a separate worktree: `git worktree add ../bench-tree HEAD`, then
@@ -20,8 +21,8 @@ for s in 1 2; do
          --only "meddel_r0.05_mae_s$s")
 done
 ONLY+=(--only '*')
-echo "==== resume $(date -u) from $SRC ====" >> runs/benchmark-endoscopy.log
+echo "==== resume $(date -u) from $SRC, ${WORKERS:-1} worker(s) ====" >> runs/benchmark-endoscopy.log
 HF_HUB_OFFLINE=1 PYTHONPATH="$SRC" nohup nice -n 10 .venv/bin/python -m optidel.cli benchmark \
-  --config cpu-endoscopy --out runs/benchmark-endoscopy "${ONLY[@]}" >> runs/benchmark-endoscopy.log 2>&1 &
+  --config cpu-endoscopy --out runs/benchmark-endoscopy --workers "${WORKERS:-1}" "${ONLY[@]}" >> runs/benchmark-endoscopy.log 2>&1 &
 echo $! > runs/bench.pid
 echo "benchmark running as pid $(cat runs/bench.pid); log runs/benchmark-endoscopy.log"
