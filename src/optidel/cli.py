@@ -18,7 +18,6 @@ from typing import Annotated, Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
-from rich.logging import RichHandler
 
 from optidel import __version__
 from optidel.bench.command import benchmark as benchmark_command
@@ -27,7 +26,7 @@ from optidel.data import commands_fetch, commands_leakage
 from optidel.demo.command import demo as demo_command
 from optidel.downstream.command import evaluate as evaluate_command
 from optidel.downstream.command import finetune as finetune_command
-from optidel.log import logger
+from optidel.log import attach_console
 from optidel.runtime.errors import one_line_errors
 from optidel.select.command import select as select_command
 from optidel.select.vinfo_command import vinfo as vinfo_command
@@ -66,11 +65,7 @@ def root(
 
     warnings.formatwarning = _one_line_warning
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        handler = RichHandler(console=progress.console, show_path=False, markup=False)
-        handler.setLevel(level)
-        logger.addHandler(handler)
-    logger.setLevel(min(level, logging.INFO))
+    attach_console(level, progress.console)
     if quiet:
         progress.set_enabled(False)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("optidel")
 
@@ -33,3 +34,21 @@ def attach_run_log(run_dir: str | Path, filename: str = "log.txt") -> logging.Ha
 def detach_run_log(handler: logging.Handler) -> None:
     logger.removeHandler(handler)
     handler.close()
+
+
+def attach_console(level: int, console: Any) -> None:
+    """Log to a rich ``console`` at ``level`` (once per process): the CLI's handler, mirrored by worker processes."""
+    from rich.logging import RichHandler
+
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=console, show_path=False, markup=False)
+        handler.setLevel(level)
+        logger.addHandler(handler)
+    logger.setLevel(min(level, logging.INFO))
+
+
+def console_level() -> int | None:
+    """The level of this process's console handler (:func:`attach_console`), None without one."""
+    from rich.logging import RichHandler
+
+    return next((h.level for h in logger.handlers if isinstance(h, RichHandler)), None)

@@ -413,8 +413,12 @@ class BenchmarkRunner:
                 threads,
             )
             ctx = multiprocessing.get_context("spawn")
+            from optidel.log import console_level
+            from optidel.runtime import progress
+
+            init = (threads, console_level(), progress.is_enabled())
             with ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_init_arm_worker, initargs=(threads,)
+                workers, mp_context=ctx, initializer=_init_arm_worker, initargs=init
             ) as pool:
                 pending = {
                     pool.submit(_run_arm_job, self.cfg, str(self.out), self.config_file, [a.key for a in job])
@@ -490,13 +494,19 @@ class BenchmarkRunner:
         return write_tables(self.out, self.rows(), self.table_context())
 
 
-def _init_arm_worker(threads: int) -> None:
-    """A ``--workers`` process: ``threads`` torch threads, no Ctrl-C of its own, exits with the parent."""
+def _init_arm_worker(threads: int, console: int | None, progress_bars: bool) -> None:
+    """A ``--workers`` process: ``threads`` torch threads, no Ctrl-C of its own, exits with the parent; logs to the
+    terminal at the parent's console level (None: not at all) and shows progress bars if the parent does."""
     import torch
 
+    from optidel.log import attach_console
+    from optidel.runtime import progress
     from optidel.runtime.processes import worker_signals
 
     worker_signals()
+    if console is not None:
+        attach_console(console, progress.console)
+    progress.set_enabled(progress_bars)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # faiss (k-means) reads it in optidel.select.rank.cluster
 
