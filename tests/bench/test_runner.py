@@ -173,6 +173,68 @@ def test_workers_run_arms_in_processes_with_the_results_of_one_worker(
         runner.run(workers=0)
 
 
+INTERRUPT_SCRIPT = """
+import sys
+from pathlib import Path
+from optidel.bench.config import BenchmarkConfig
+from optidel.bench.runner import BenchmarkRunner
+
+if __name__ == "__main__":
+    data = Path(sys.argv[1])
+    cfg = BenchmarkConfig(
+        name="long", data_root=str(data.parent), datasets=(data.name,), methods=("full", "random"), ratios=(0.25,),
+        seeds=(0,), select={"proposal": {"patches": "grid"}, "report": {"enabled": False}},
+        pretrain={"img_size": 32, "patch_size": 8, "batch_size": 4, "steps": 100000},
+        finetune={"img_size": 32, "epochs": 1, "min_steps": 1, "batch_size": 4, "mode": "probe"},
+    )
+    BenchmarkRunner(cfg, sys.argv[2]).run(workers=2)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc (Linux)")
+def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path, tiny_seg: Path) -> None:
+    """Ctrl-C during a --workers run (the workers in 100,000-step pre-trainings) ends the run and its workers in
+    seconds, not after their arms."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, out = tmp_path / "long.py", tmp_path / "bench"
+    script.write_text(INTERRUPT_SCRIPT)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore", OPTIDEL_PROGRESS="0")
+    proc = subprocess.Popen([sys.executable, str(script), str(tiny_seg), str(out)], env=env)
+    children: list[int] = []
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(out.glob("pretrain/*/log.txt")):
+            time.sleep(0.5)
+        children = [
+            int(c) for f in Path(f"/proc/{proc.pid}/task").glob("*/children") for c in f.read_text().split()
+        ]
+        assert list(out.glob("pretrain/*/log.txt")) and len(children) >= 2, "the workers did not start"
+        t0 = time.time()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) != 0
+        while time.time() < t0 + 30 and any(Path(f"/proc/{c}").exists() for c in children):
+            time.sleep(0.2)
+        alive = [
+            c
+            for c in children
+            if Path(f"/proc/{c}/status").exists() and "zombie" not in Path(f"/proc/{c}/status").read_text()
+        ]
+        assert not alive, "worker processes outlived Ctrl-C"
+        assert time.time() - t0 < 60
+        assert not (out / "pretrain" / "full_r1_mae_s0" / "DONE").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for c in children:
+            if Path(f"/proc/{c}").exists():
+                os.kill(c, signal.SIGKILL)
+
+
 def test_only_schedules_arms_by_pattern_in_the_order_given(tmp_path: Path, tiny_seg: Path) -> None:
     runner = BenchmarkRunner(_tiny(tiny_seg, seeds=(0, 1)), tmp_path / "b")
     keys = [a.key for a in runner.arms_to_run(["prototypes_*_s1", "*_s0"])]

@@ -27,7 +27,8 @@ from optidel.config import layer_config, save_config
 from optidel.data.pool import PoolError, list_pool
 from optidel.data.segmentation import is_seg_dataset
 from optidel.downstream.config import FinetuneConfig
-from optidel.log import attach_run_log, detach_run_log, logger
+from optidel.log import attach_run_log, console_level, detach_run_log, logger
+from optidel.runtime import progress
 from optidel.runtime.atomic import atomic_write_json
 from optidel.runtime.errors import OptidelError
 from optidel.runtime.lock import run_lock
@@ -384,9 +385,10 @@ class BenchmarkRunner:
         fine-tunings) with ``cores // workers`` torch threads; this process rewrites the tables as arms finish.
 
         Small models may keep more CPU cores busy this way than with all cores in one process (as the patch stage's
-        workers do, BENCHMARKS.md). A selection that still has to run SAM on the shared patch cache runs first,
-        alone, so SAM runs once. Results are those of a one-worker run up to float rounding where the torch thread
-        count differs. A killed run resumes like a one-worker run; the workers exit with this process.
+        workers do, BENCHMARKS.md). The first unfinished selection runs before the workers start, alone: with a
+        shared patch cache that SAM has not filled yet, SAM then runs once. Results are those of a one-worker run
+        up to float rounding where the torch thread count differs. Ctrl-C or a failing arm stops every worker (a
+        resume redoes the fine-tunings they were in); killed, this process takes its workers with it.
         """
         import multiprocessing
         from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -399,12 +401,8 @@ class BenchmarkRunner:
             atomic_write_json(self.out / "plan.json", self.plan())
             jobs = self.arm_jobs(self.arms_to_run(only))
             first = next((a for job in jobs for a in job if a.selects), None)
-            if (
-                first is not None
-                and self.cfg.share_patch_cache
-                and not is_done(self.layout.select_dir(first))
-            ):
-                self._select(first)  # fills the shared patch cache before the workers start
+            if first is not None and not is_done(self.layout.select_dir(first)):
+                self._select(first)
             threads = max(1, cpu_cores() // workers)
             logger.info(
                 "benchmark: %d arm job(s) on %d worker processes x %d torch threads",
@@ -412,14 +410,13 @@ class BenchmarkRunner:
                 workers,
                 threads,
             )
-            ctx = multiprocessing.get_context("spawn")
-            from optidel.log import console_level
-            from optidel.runtime import progress
-
-            init = (threads, console_level(), progress.is_enabled())
-            with ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_init_arm_worker, initargs=init
-            ) as pool:
+            pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_arm_worker,
+                initargs=(threads, console_level(), progress.is_enabled()),
+            )
+            try:
                 pending = {
                     pool.submit(_run_arm_job, self.cfg, str(self.out), self.config_file, [a.key for a in job])
                     for job in jobs
@@ -428,10 +425,12 @@ class BenchmarkRunner:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     self.write_tables()
                     for f in done:
-                        if f.exception() is not None:
-                            for p in pending:
-                                p.cancel()
-                            raise f.exception()  # type: ignore[misc]
+                        if (error := f.exception()) is not None:
+                            raise error
+            except BaseException:
+                _stop_workers(pool)
+                raise
+            pool.shutdown()
             return self.write_tables()
         finally:
             detach_run_log(handler)
@@ -494,13 +493,20 @@ class BenchmarkRunner:
         return write_tables(self.out, self.rows(), self.table_context())
 
 
+def _stop_workers(pool: Any) -> None:
+    """Terminate a ProcessPoolExecutor's processes now, not after their running arms (Python 3.14 has this as
+    ``ProcessPoolExecutor.terminate_workers``; before it, only through the executor's process table)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _init_arm_worker(threads: int, console: int | None, progress_bars: bool) -> None:
     """A ``--workers`` process: ``threads`` torch threads, no Ctrl-C of its own, exits with the parent; logs to the
     terminal at the parent's console level (None: not at all) and shows progress bars if the parent does."""
     import torch
 
     from optidel.log import attach_console
-    from optidel.runtime import progress
     from optidel.runtime.processes import worker_signals
 
     worker_signals()
