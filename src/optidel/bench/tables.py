@@ -4,11 +4,10 @@
 paired bootstrap differences to random init, random selection and full-pool pre-training), whether the dataset is
 *informative* (:func:`informativeness`), the average over the informative datasets only (with paired CIs), the
 per-centre mIoU of datasets that name their centres (PolypGen's unseen centres), MAE beside SimCLR when the grid has
-both, the V-information of each selected set beside its arm's mIoU, and the paired differences of the method's
-choices and questions (``BenchmarkConfig.comparisons`` and every variant against its method, with a plain verdict
-on the informative average, :func:`choices_table`). Everything
-is computed from result rows (:mod:`optidel.bench.results`); this module reads no run folder but the per-image
-counts those rows point to.
+both, the V-information of each selected set beside its arm's mIoU, and the paired differences that answer the
+benchmark's questions (``BenchmarkConfig.comparisons`` and every variant against its method, each with a plain
+verdict on the informative average, :func:`choices_table`). Everything is computed from result rows
+(:mod:`optidel.bench.results`); this module reads no run folder but the per-image counts those rows point to.
 """
 
 from __future__ import annotations
