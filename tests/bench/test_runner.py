@@ -140,7 +140,7 @@ def test_workers_run_arms_in_processes_with_the_results_of_one_worker(
     tmp_path: Path, tiny_seg: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--workers 2: every cell runs in worker processes, and with the same torch thread count (1) the results equal
-    a one-worker run's exactly; arms sharing a selection folder are one job."""
+    a one-worker run's exactly; arms sharing an unfinished selection folder never run together."""
     import torch
 
     cfg = _tiny(tiny_seg, methods=("full", "random"))
@@ -152,23 +152,20 @@ def test_workers_run_arms_in_processes_with_the_results_of_one_worker(
         torch.set_num_threads(before)
     monkeypatch.setattr("optidel.runtime.processes.cpu_cores", lambda: 2)  # 2 workers x 1 thread
     runner = BenchmarkRunner(cfg, tmp_path / "parallel")
-    assert [[a.key for a in job] for job in runner.arm_jobs(runner.all_arms())] == [
-        ["random-init_vit_tiny_s0"],
-        ["full_r1_mae_s0"],
-        ["random_r0.25_mae_s0"],
-    ]
     parallel = runner.run(workers=2)
     assert parallel.read_text() == serial.read_text().replace("/serial/", "/parallel/")
     log = (tmp_path / "parallel" / "log.txt").read_text()
-    assert "3 arm job(s) on 2 worker processes x 1 torch threads" in log
+    assert "3 arm(s) on 2 worker processes x 1 torch threads" in log
     assert "fine-tuning random_r0.25_mae_s0" in log  # the workers' lines reach the benchmark's log
-    assert BenchmarkRunner(cfg, tmp_path / "parallel").arm_jobs(runner.all_arms()) == []  # all finished
-    # the SSL methods of one selection are one job (they would write the same selection folder)
-    two_ssl = BenchmarkRunner(_tiny(tiny_seg, methods=("random",), ssl=("mae", "simclr")), tmp_path / "x")
-    assert [[a.key for a in job] for job in two_ssl.arm_jobs(two_ssl.all_arms())][-1] == [
-        "random_r0.25_mae_s0",
-        "random_r0.25_simclr_s0",
-    ]
+    # arms that share a selection folder do not start together until it is finished; the rest keep queue order
+    two = BenchmarkRunner(_tiny(tiny_seg, methods=("random", "full"), ssl=("mae", "simclr")), tmp_path / "x")
+    arms = {a.key: a for a in two.all_arms()}
+    mae, simclr, full = arms["random_r0.25_mae_s0"], arms["random_r0.25_simclr_s0"], arms["full_r1_mae_s0"]
+    assert two.next_arm([simclr, full], [mae]) == full
+    assert two.next_arm([simclr], [mae, full]) is None
+    (two.layout.select_dir(mae) / "DONE").parent.mkdir(parents=True)
+    (two.layout.select_dir(mae) / "DONE").write_text("{}")
+    assert two.next_arm([simclr, full], [mae]) == simclr
     with pytest.raises(ValueError, match="workers must be at least 1"):
         runner.run(workers=0)
 

@@ -55,7 +55,7 @@ def benchmark(
             "--workers",
             min=1,
             help="Arms run at once, each in its own process with cores / N torch threads (arms that share a "
-            "selection run in turn; results differ from a 1-worker run only by float rounding).",
+            "selection start once it is finished; results differ from a 1-worker run only by float rounding).",
         ),
     ] = 1,
 ) -> None:

@@ -368,17 +368,19 @@ class BenchmarkRunner:
                 return self.run_parallel(workers, only)
             return self.run_unlocked(stop_after, only)
 
-    def arm_jobs(self, arms: Sequence[Arm]) -> list[list[Arm]]:
-        """Unfinished ``arms`` grouped into jobs that may run at the same time, in the order of their first arm.
+    def next_arm(self, queue: Sequence[Arm], running: Sequence[Arm]) -> Arm | None:
+        """The first arm of ``queue`` that may start beside the ``running`` ones, None if none may yet.
 
-        Arms that share a selection folder (the SSL methods of one method, ratio and seed; random init's
-        architectures of one seed) are one job, run in turn: two processes never write one folder.
+        Two arms whose selection folder is the same (the SSL methods of one method, ratio and seed; random init's
+        architectures of one seed) do not run together until that selection is finished: two processes never write
+        one folder. Everything else runs in queue order.
         """
-        jobs: dict[Path, list[Arm]] = {}
-        for arm in arms:
-            if not self.arm_finished(arm):
-                jobs.setdefault(self.layout.select_dir(arm), []).append(arm)
-        return list(jobs.values())
+        busy = {self.layout.select_dir(a) for a in running}
+        for arm in queue:
+            d = self.layout.select_dir(arm)
+            if d not in busy or is_done(d):
+                return arm
+        return None
 
     def run_parallel(self, workers: int, only: Sequence[str] = ()) -> Path:
         """:meth:`run_unlocked` with ``workers`` processes, each running whole arms (selection, pre-training and
@@ -391,7 +393,7 @@ class BenchmarkRunner:
         resume redoes the fine-tunings they were in); killed, this process takes its workers with it.
         """
         import multiprocessing
-        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
         from optidel.runtime.processes import cpu_cores
 
@@ -399,16 +401,13 @@ class BenchmarkRunner:
         try:
             save_config(self.cfg, self.out)
             atomic_write_json(self.out / "plan.json", self.plan())
-            jobs = self.arm_jobs(self.arms_to_run(only))
-            first = next((a for job in jobs for a in job if a.selects), None)
+            queue = [a for a in self.arms_to_run(only) if not self.arm_finished(a)]
+            first = next((a for a in queue if a.selects), None)
             if first is not None and not is_done(self.layout.select_dir(first)):
                 self._select(first)
             threads = max(1, cpu_cores() // workers)
             logger.info(
-                "benchmark: %d arm job(s) on %d worker processes x %d torch threads",
-                len(jobs),
-                workers,
-                threads,
+                "benchmark: %d arm(s) on %d worker processes x %d torch threads", len(queue), workers, threads
             )
             pool = ProcessPoolExecutor(
                 workers,
@@ -416,15 +415,17 @@ class BenchmarkRunner:
                 initializer=_init_arm_worker,
                 initargs=(threads, console_level(), progress.is_enabled()),
             )
+            running: dict[Future[None], Arm] = {}
             try:
-                pending = {
-                    pool.submit(_run_arm_job, self.cfg, str(self.out), self.config_file, [a.key for a in job])
-                    for job in jobs
-                }
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                while queue or running:
+                    while len(running) < workers and (arm := self.next_arm(queue, list(running.values()))):
+                        queue.remove(arm)
+                        job = pool.submit(_run_arm, self.cfg, str(self.out), self.config_file, arm.key)
+                        running[job] = arm
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
                     self.write_tables()
                     for f in done:
+                        del running[f]
                         if (error := f.exception()) is not None:
                             raise error
             except BaseException:
@@ -441,14 +442,11 @@ class BenchmarkRunner:
         logger.info("benchmark: selecting %s", self.layout.select_dir(arm).name)
         run_selection(self.select_config(arm))
 
-    def run_arm_job(self, keys: Sequence[str]) -> None:
-        """Run the arms named by ``keys`` and their fine-tunings, in turn (a worker's share of :meth:`run_parallel`)."""
-        by_key = {a.key: a for a in self.all_arms()}
-        for key in keys:
-            arm = by_key[key]
-            self.run_arm(arm)
-            for cell in self.cells(arm):
-                self.run_cell(cell)
+    def run_arm_and_cells(self, arm: Arm) -> None:
+        """Select, pre-train and fine-tune one arm (a worker's share of :meth:`run_parallel`)."""
+        self.run_arm(arm)
+        for cell in self.cells(arm):
+            self.run_cell(cell)
 
     def run_unlocked(self, stop_after: int | None = None, only: Sequence[str] = ()) -> Path:
         """:meth:`run` for a caller that holds ``run_lock(out)`` itself (the demo, which also writes its data)."""
@@ -517,11 +515,11 @@ def _init_arm_worker(threads: int, console: int | None, progress_bars: bool) -> 
     os.environ["OMP_NUM_THREADS"] = str(threads)  # faiss (k-means) reads it in optidel.select.rank.cluster
 
 
-def _run_arm_job(cfg: BenchmarkConfig, out: str, config_file: Path | None, keys: list[str]) -> None:
-    """One job of :meth:`BenchmarkRunner.run_parallel`, in a worker process; its log lines go to ``out/log.txt``."""
+def _run_arm(cfg: BenchmarkConfig, out: str, config_file: Path | None, key: str) -> None:
+    """One arm of :meth:`BenchmarkRunner.run_parallel`, in a worker process; its log lines go to ``out/log.txt``."""
     runner = BenchmarkRunner(cfg, out, config_file=config_file)
     handler = attach_run_log(runner.out)
     try:
-        runner.run_arm_job(keys)
+        runner.run_arm_and_cells(next(a for a in runner.all_arms() if a.key == key))
     finally:
         detach_run_log(handler)
