@@ -188,19 +188,24 @@ def test_choices_table_pairs_the_named_methods_and_variants(tmp_path: Path) -> N
     assert cells[5].split()[0] == cells[3].split()[0]
 
 
-def test_benchmark_config_comparisons_include_every_variant_against_its_method() -> None:
+def test_benchmark_config_comparisons_include_every_variant_against_its_method_and_within_it() -> None:
     from optidel.bench.config import BenchmarkConfig
     from optidel.config import ConfigError
 
     cfg = BenchmarkConfig(
         comparisons=("optidel-cover vs optidel",),
         variants={"context": {"select": {"synthesis": {"tile_fit": "context"}}}},
-        blocks=({"methods": ["optidel", "mosaic-random"], "variant": "context"},),
+        blocks=(
+            {"methods": ["optidel", "mosaic-random"], "variant": "context"},
+            {"methods": ["optidel", "optidel-cover"], "variant": "context", "seeds": [3]},
+        ),
     )
     assert cfg.comparison_pairs() == [
         ("optidel-cover", "optidel"),
         ("optidel+context", "optidel"),
         ("mosaic-random+context", "mosaic-random"),
+        ("optidel-cover+context", "optidel-cover"),
+        ("optidel-cover+context", "optidel+context"),  # the comparison within the variant both ran with
     ]
     with pytest.raises(ConfigError, match=r"comparisons\[0\]: expected 'METHOD vs METHOD'"):
         BenchmarkConfig(comparisons=("optidel against random",))

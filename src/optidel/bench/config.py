@@ -123,11 +123,15 @@ class BenchmarkConfig:
             raise ConfigError(f"goal: expected an mIoU margin in [0, 1) or null, got {self.goal!r}")
 
     def comparison_pairs(self) -> list[tuple[str, str]]:
-        """``comparisons`` as (A, B) label pairs, then every variant arm's label against its method's."""
+        """``comparisons`` as (A, B) label pairs, then every variant arm's label against its method's, then each
+        comparison within a variant that both of its methods ran with (``optidel-cover+context`` vs
+        ``optidel+context``)."""
         pairs = [comparison_methods(c) for c in self.comparisons]
+        base = list(pairs)
         for part in self.grid_parts():
-            if part["variant"]:
-                pairs += [(f"{m}+{part['variant']}", m) for m in part["methods"]]
+            if v := part["variant"]:
+                pairs += [(f"{m}+{v}", m) for m in part["methods"]]
+                pairs += [(f"{a}+{v}", f"{b}+{v}") for a, b in base if {a, b} <= set(part["methods"])]
         return list(dict.fromkeys(pairs))
 
     def _check_variants_and_blocks(self) -> None:
