@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.data.pool import list_pool
 from optidel.select.outputs.manifest import read_manifest
-from optidel.select.outputs.mosaic import bar_fraction, crop, fit_tile
+from optidel.select.outputs.mosaic import bar_fraction, render_tile
 from optidel.select.pipeline import run_selection, selection_config
 
 HERE = Path(__file__).resolve().parent
@@ -96,11 +96,11 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
             0 <= d["x0"][i] < d["x1"][i] <= d["image_w"][i]
             and 0 <= d["y0"][i] < d["y1"][i] <= d["image_h"][i]
         )
-    # the pixels of a tile are the crop of its box
+    # the pixels of a tile are the square around its box in the source image, resized
     i = int(np.flatnonzero(sel)[0])
     img = load_rgb(d["image_path"][i])
     assert (img.shape[1], img.shape[0]) == (d["image_w"][i], d["image_h"][i])
-    tile = fit_tile(crop(img, (d["x0"][i], d["y0"][i], d["x1"][i], d["y1"][i])), 128, "pad")
+    tile = render_tile(img, (d["x0"][i], d["y0"][i], d["x1"][i], d["y1"][i]), 128, "context")  # the default
     r, c = divmod(d["tile"][i], 2)
     mosaic = np.asarray(Image.open(out / "images" / d["output_image"][i]))
     assert np.array_equal(mosaic[r * 128 : (r + 1) * 128, c * 128 : (c + 1) * 128], tile)
@@ -111,10 +111,10 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
     # stage times do not overlap: the lazily computed patches and k-means are not counted again in "selection"
     m = json.loads((out / "metrics.json").read_text())
     assert sum(v["seconds"] for v in m["stages"].values()) <= m["total_seconds"] + 0.05
-    # the summary's black-bar share is what the selected boxes leave black under the default tile fit (pad)
+    # the summary's black-bar share is what the selected boxes leave black under the default tile fit (context)
     bars = [
         bar_fraction(
-            (d["x0"][i], d["y0"][i], d["x1"][i], d["y1"][i]), d["image_h"][i], d["image_w"][i], "pad"
+            (d["x0"][i], d["y0"][i], d["x1"][i], d["y1"][i]), d["image_h"][i], d["image_w"][i], "context"
         )
         for i in np.flatnonzero(sel)
     ]

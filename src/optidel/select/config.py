@@ -17,9 +17,10 @@ Defaults that the papers leave open (see docs/PAPER.md) and why they were chosen
 - ``scoring.score``: ``margin`` = d2 - d1 (boundary margin, small = hard), the reading of the paper's v4
   "margin-driven" selection; ``prototype`` = d1 (Sorscher et al. 2022, far = hard); ``reconstruction`` = MAE
   reconstruction error (the paper's v1/v2, high = hard, needs ``scoring.mae_run``).
-- ``synthesis.mosaic_size`` 256 px, tiles of 128 px; ``synthesis.tile_fit = pad``: a crop is resized so that its
-  longer side fills the tile, keeping its aspect ratio, and centred on black (no geometric distortion of lesions);
-  ``stretch`` resizes to the square tile.
+- ``synthesis.mosaic_size`` 256 px, tiles of 128 px; ``synthesis.tile_fit = context``: the patch's box grows to the
+  square around it in its source image, which is resized to the tile (no black bars, no distortion; a frame narrower
+  than the box's long side is letterboxed), chosen by the pre-registered comparison of the ``cpu-endoscopy``
+  benchmark (BENCHMARKS.md); ``pad`` letterboxes the box's own crop on black, ``stretch`` resizes it to the tile.
 - ``synthesis.mosaic = False`` (the hard-only ablation) keeps the image budget: ``ratio x pool`` images, each one of
   the ``N / 4`` hardest patches resized (with ``tile_fit``) to ``mosaic_size``.
 - ``proposal.proposer_batch`` 1 and ``runtime.procs`` auto: measured in BENCHMARKS.md (patch stage).
@@ -96,9 +97,9 @@ class SynthesisConfig:
 
     mosaic: bool = True  # False: the hard-only ablation (no 2x2 mosaics)
     mosaic_size: int = 256  # output image side in pixels (tiles are mosaic_size / 2)
-    # how a patch fills its tile: pad (letterbox on black), stretch, or context (the square of source image around
-    # the patch, no bars); the default follows a pre-registered comparison (BENCHMARKS.md), pad until it has run
-    tile_fit: Literal["pad", "stretch", "context"] = "pad"
+    # how a patch fills its tile: context (the square of source image around the patch, no bars), pad (letterbox on
+    # black) or stretch; the default is the pre-registered comparison's outcome (BENCHMARKS.md, cpu-endoscopy)
+    tile_fit: Literal["pad", "stretch", "context"] = "context"
     grouping: Literal["random", "diverse"] = "random"  # which 4 patches share a mosaic
     # image-level methods: copy the pool files as they are, or resize them (tile_fit) to mosaic_size PNGs
     image_copy: Literal["copy", "resize"] = "copy"
