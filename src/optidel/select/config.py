@@ -97,8 +97,9 @@ class SynthesisConfig:
 
     mosaic: bool = True  # False: the hard-only ablation (no 2x2 mosaics)
     mosaic_size: int = 256  # output image side in pixels (tiles are mosaic_size / 2)
-    # how a patch fills its tile: context (the square of source image around the patch, no bars), pad (letterbox on
-    # black) or stretch; the default is the pre-registered comparison's outcome (BENCHMARKS.md, cpu-endoscopy)
+    # how a patch fills its tile: context (the square of source image around the patch; bars only where the frame is
+    # smaller than that square), pad (letterbox on black) or stretch; the default is the pre-registered comparison's
+    # outcome (BENCHMARKS.md, cpu-endoscopy)
     tile_fit: Literal["pad", "stretch", "context"] = "context"
     grouping: Literal["random", "diverse"] = "random"  # which 4 patches share a mosaic
     # image-level methods: copy the pool files as they are, or resize them (tile_fit) to mosaic_size PNGs
