@@ -11,10 +11,13 @@ command again.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -417,17 +420,23 @@ class BenchmarkRunner:
             )
             running: dict[Future[None], Arm] = {}
             try:
-                while queue or running:
-                    while len(running) < workers and (arm := self.next_arm(queue, list(running.values()))):
-                        queue.remove(arm)
-                        job = pool.submit(_run_arm, self.cfg, str(self.out), self.config_file, arm.key)
-                        running[job] = arm
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    self.write_tables()
-                    for f in done:
-                        del running[f]
-                        if (error := f.exception()) is not None:
-                            raise error
+                with _ctrl_c_flag() as interrupted:
+                    while queue or running:
+                        while len(running) < workers and (
+                            arm := self.next_arm(queue, list(running.values()))
+                        ):
+                            queue.remove(arm)
+                            job = pool.submit(_run_arm, self.cfg, str(self.out), self.config_file, arm.key)
+                            running[job] = arm
+                        done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                        if interrupted.is_set():
+                            raise KeyboardInterrupt
+                        for f in done:
+                            del running[f]
+                            if (error := f.exception()) is not None:
+                                raise error
+                        if done:
+                            self.write_tables()
             except BaseException:
                 _stop_workers(pool)
                 raise
@@ -491,11 +500,32 @@ class BenchmarkRunner:
         return write_tables(self.out, self.rows(), self.table_context())
 
 
+@contextlib.contextmanager
+def _ctrl_c_flag() -> Iterator[threading.Event]:
+    """Ctrl-C sets the yielded event instead of raising where it lands: a KeyboardInterrupt inside
+    ``concurrent.futures.wait`` can leave a future's lock held, and stopping the pool then hangs on it. Off the main
+    thread (no signal handlers there) the event is never set and Ctrl-C raises as usual."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _stop_workers(pool: Any) -> None:
     """Terminate a ProcessPoolExecutor's processes now, not after their running arms (Python 3.14 has this as
     ``ProcessPoolExecutor.terminate_workers``; before it, only through the executor's process table)."""
-    for proc in list(getattr(pool, "_processes", {}).values()):
+    procs = list(getattr(pool, "_processes", {}).values())
+    for proc in procs:
         proc.terminate()
+    for proc in procs:  # SIGTERM ends a worker at once; a worker that ignores it is killed after 10 s
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
     pool.shutdown(wait=False, cancel_futures=True)
 
 
