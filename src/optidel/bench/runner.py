@@ -503,7 +503,7 @@ class BenchmarkRunner:
 @contextlib.contextmanager
 def _ctrl_c_flag() -> Iterator[threading.Event]:
     """Ctrl-C sets the yielded event instead of raising where it lands: a KeyboardInterrupt inside
-    ``concurrent.futures.wait`` can leave a future's lock held, and stopping the pool then hangs on it. Off the main
+    ``concurrent.futures.wait`` may leave a future's lock held, and stopping the pool would hang on it. Off the main
     thread (no signal handlers there) the event is never set and Ctrl-C raises as usual."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
