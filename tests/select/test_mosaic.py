@@ -12,6 +12,7 @@ from PIL import Image
 from optidel.data.image import resize_rgb
 from optidel.select.outputs.mosaic import (
     bar_fraction,
+    box_cut,
     compose,
     context_box,
     crop,
@@ -112,13 +113,15 @@ def test_context_square_is_shifted_inside_at_borders_and_holds_the_box() -> None
     )
 
 
-def test_context_letterboxes_only_when_the_image_is_too_small() -> None:
+def test_context_never_letterboxes_a_box_longer_than_its_frame_is_high() -> None:
     img = _textured(40, 200, 2)  # a wide strip: a 120-px-wide box cannot grow to a 120 x 120 square
-    x0, y0, x1, y1 = context_box((40, 10, 160, 30), 40, 200)
-    assert (x1 - x0, y0, y1) == (120, 0, 40)  # the full height is taken, the rest is letterboxed
-    tile = render_tile(img, (40, 10, 160, 30), 60, "context")
-    black_rows = np.flatnonzero(tile.max(axis=(1, 2)) == 0)
-    assert black_rows.size > 0 and tile[30].min() > 0
+    box = (40, 10, 160, 30)
+    assert context_box(box, 40, 200) == (80, 0, 120, 40)  # the largest square that fits, centred on the box
+    tile = render_tile(img, box, 60, "context")
+    assert np.array_equal(tile, resize_rgb(img[0:40, 80:120], 60))
+    assert (tile.reshape(-1, 3).max(axis=1) > 0).all()  # no bar
+    assert box_cut(box, 40, 200) == pytest.approx(2 / 3)  # 40 of the box's 120 columns are in the tile
+    assert box_cut((70, 50, 110, 70), 120, 160) == 0.0  # room for the square: nothing cut
     # a whole image given as a crop (image-level resize) has no surroundings: context = pad
     assert np.array_equal(fit_tile(img, 50, "context"), fit_tile(img, 50, "pad"))
 
@@ -128,7 +131,8 @@ def test_context_letterboxes_only_when_the_image_is_too_small() -> None:
     [
         (120, 160, (70, 50, 110, 70), "pad"),  # 2:1 box: half of the tile black
         (120, 160, (70, 50, 110, 70), "context"),  # room for the square: no bars
-        (40, 200, (40, 10, 160, 30), "context"),  # a strip too low for the square: bars
+        (40, 200, (40, 10, 160, 30), "context"),  # a strip too low for the square: cut, no bars
+        (40, 200, (40, 10, 160, 30), "pad"),
         (40, 200, (40, 10, 160, 30), "stretch"),
         (120, 160, (0, 100, 30, 118), "pad"),
     ],

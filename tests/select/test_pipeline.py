@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.data.pool import list_pool
 from optidel.select.outputs.manifest import read_manifest
-from optidel.select.outputs.mosaic import bar_fraction, render_tile
+from optidel.select.outputs.mosaic import bar_fraction, box_cut, render_tile
 from optidel.select.pipeline import run_selection, selection_config
 
 HERE = Path(__file__).resolve().parent
@@ -121,6 +121,12 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
     assert m["summary"]["black bars"] == (
         f"{np.mean(bars):.1%} of the tiles' area ({sum(b >= 1 / 128 for b in bars)} of {sel.sum()} tiles letterboxed)"
     )
+    assert m["summary"]["black bars"].startswith("0.0% ")  # context squares never leave bars
+    cut = [
+        box_cut((d["x0"][i], d["y0"][i], d["x1"][i], d["y1"][i]), d["image_h"][i], d["image_w"][i])
+        for i in np.flatnonzero(sel)
+    ]
+    assert m["summary"]["boxes cut by the frame"].startswith(f"{sum(c > 0 for c in cut)} of {sel.sum()}")
     # 16 selected patches are too few for a V-information estimate: said in the report, no vinfo.json
     assert "V-information not estimated" in (out / "report.html").read_text()
     assert not (out / "vinfo.json").exists()

@@ -18,8 +18,9 @@ Defaults that the papers leave open (see docs/PAPER.md) and why they were chosen
   "margin-driven" selection; ``prototype`` = d1 (Sorscher et al. 2022, far = hard); ``reconstruction`` = MAE
   reconstruction error (the paper's v1/v2, high = hard, needs ``scoring.mae_run``).
 - ``synthesis.mosaic_size`` 256 px, tiles of 128 px; ``synthesis.tile_fit = context``: the patch's box grows to the
-  square around it in its source image, which is resized to the tile (no black bars, no distortion; a frame narrower
-  than the box's long side is letterboxed), chosen by the pre-registered comparison of the ``cpu-endoscopy``
+  square around it in its source image, which is resized to the tile (no black bars, no distortion; a frame shorter
+  than the box's long side gives the largest square that fits, cutting the box's ends), chosen by the pre-registered
+  comparison of the ``cpu-endoscopy``
   benchmark (BENCHMARKS.md); ``pad`` letterboxes the box's own crop on black, ``stretch`` resizes it to the tile.
 - ``synthesis.mosaic = False`` (the hard-only ablation) keeps the image budget: ``ratio x pool`` images, each one of
   the ``N / 4`` hardest patches resized (with ``tile_fit``) to ``mosaic_size``.

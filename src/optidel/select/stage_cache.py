@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from optidel.select.strategies.base import SelectionResult
 
 STAGE_VERSION = 1
+# 2: a ``context`` square too large for its image is cut to fit instead of letterboxed (optidel.select.outputs.mosaic)
+CONTEXT_RENDER = 2
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
@@ -200,6 +202,8 @@ class StageCache:
             h.update(result.groups.tobytes())
         s = self.cfg.synthesis
         render = [result.level, s.mosaic_size, s.tile_fit, s.image_copy, STAGE_VERSION]
+        if s.tile_fit == "context":
+            render.append(CONTEXT_RENDER)  # its rendering changed once: images of the old one are not reused
         base = self.patches_key if result.level == "patch" else self.pool_key
         return stable_hash(["images", base, h.hexdigest(), render])
 

@@ -12,9 +12,11 @@ tile (``tile_fit``, :func:`render_tile`) by
 
 - ``context``: the patch box grows to a square of side ``max(box w, box h)`` around the box centre, shifted (not
   padded) to lie inside the source image, and that square region of the source is resized to the tile. The tile
-  shows the whole patch plus its surroundings, with no black bars and no distortion. Only when the source image is
-  narrower than that side in one dimension does the region stay a rectangle (the full image extent there), and then
-  it is letterboxed like ``pad``;
+  shows the whole patch plus its surroundings, with no black bars and no distortion. When the source image is
+  shorter than that side (a box wider than its frame is high), the square is the largest that fits (side = the
+  image's shorter side), centred on the box: the box's two far ends are cut (:func:`box_cut`), the tile still has no
+  bar. Until 2026-12-02 such a tile kept the full rectangle and was letterboxed like ``pad`` (1-5% of the tiles' area
+  on the endoscopy selections); the ``cpu-endoscopy`` context arms were measured with that rendering;
 - ``pad``: the box's own crop, resized so the longer side fits, aspect kept, centred on black (black bars when the
   box is not square: MAE then spends loss on flat black areas, SimCLR sees the bars in both views);
 - ``stretch``: the box's crop resized to the square tile (distorts the aspect ratio).
@@ -144,21 +146,33 @@ def context_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, 
     Args:
         box: ``x0, y0, x1, y1`` (exclusive), clipped to the image first.
     Returns:
-        ``x0, y0, x1, y1`` of a square of side ``max(box w, box h)`` centred on the box and shifted inside the image;
-        a dimension shorter than that side is taken whole (the region is then not square).
+        ``x0, y0, x1, y1`` of a square of side ``min(max(box w, box h), height, width)`` centred on the box and
+        shifted inside the image. Always square, so a ``context`` tile never has bars; a side below the box's long
+        side cuts the box's ends (:func:`box_cut`).
     """
     x0, y0, x1, y1 = clip_box(box, height, width)
-    side = max(x1 - x0, y1 - y0)
+    side = min(max(x1 - x0, y1 - y0), height, width)
     cx0, cx1 = _context_span(x0, x1, side, width)
     cy0, cy1 = _context_span(y0, y1, side, height)
     return cx0, cy0, cx1, cy1
 
 
+def box_cut(box: Sequence[int], height: int, width: int) -> float:
+    """The share of a patch box's area that its ``context`` square leaves out (0 = the whole box is in the tile).
+
+    Non-zero only for a box longer than the image's shorter side, whose square is cut to fit the image.
+    """
+    x0, y0, x1, y1 = clip_box(box, height, width)
+    cx0, cy0, cx1, cy1 = context_box(box, height, width)
+    inside = max(0, min(x1, cx1) - max(x0, cx0)) * max(0, min(y1, cy1) - max(y0, cy0))
+    return 1.0 - inside / ((x1 - x0) * (y1 - y0))
+
+
 def render_tile(img: np.ndarray, box: Sequence[int], tile: int, fit: str = "pad") -> np.ndarray:
     """The tile of one patch: img (H, W, 3) uint8 and its box -> (tile, tile, 3) uint8 (see the module docstring).
 
-    ``context`` resizes the source region :func:`context_box` (letterboxed only when the image is too small to hold
-    the square); ``pad`` and ``stretch`` fit the box's own crop (:func:`fit_tile`).
+    ``context`` resizes the source square :func:`context_box`; ``pad`` and ``stretch`` fit the box's own crop
+    (:func:`fit_tile`).
     """
     if fit == "context":
         h, w = img.shape[:2]
@@ -169,14 +183,13 @@ def render_tile(img: np.ndarray, box: Sequence[int], tile: int, fit: str = "pad"
 def bar_fraction(box: Sequence[int], height: int, width: int, fit: str = "pad") -> float:
     """The share of a patch's tile that stays black under ``fit`` (0 = no bars), from its box alone.
 
-    The tile shows a region (the box for ``pad``, :func:`context_box` for ``context``) resized with its aspect kept,
-    so the bars cover ``1 - short side / long side`` of the tile (up to the rounding of the resize); ``stretch``
-    never leaves bars. The report and ``metrics.json`` give the mean over the selected patches.
+    ``pad`` shows the box resized with its aspect kept, so the bars cover ``1 - short side / long side`` of the tile
+    (up to the rounding of the resize); ``stretch`` and ``context`` (a square region, :func:`context_box`) never
+    leave bars. The report and ``metrics.json`` give the mean over the selected patches.
     """
-    if fit == "stretch":
+    if fit in ("stretch", "context"):
         return 0.0
-    region = context_box(box, height, width) if fit == "context" else box
-    x0, y0, x1, y1 = clip_box(region, height, width)
+    x0, y0, x1, y1 = clip_box(box, height, width)
     w, h = x1 - x0, y1 - y0
     return 1.0 - min(w, h) / max(w, h)
 

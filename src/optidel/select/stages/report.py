@@ -17,7 +17,7 @@ import numpy as np
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.metrics.embedding import l2_normalize
 from optidel.runtime.atomic import atomic_write_json
-from optidel.select.outputs.mosaic import bar_fraction, crop, fit_tile
+from optidel.select.outputs.mosaic import bar_fraction, box_cut, crop, fit_tile
 from optidel.select.outputs.report import ReportData, map_sample, pca_2d, write_report
 from optidel.select.rank.scores import rank_order
 from optidel.select.stage_cache import StageCache
@@ -66,6 +66,11 @@ def run_summary(
                     syn.tile_fit,
                     syn.mosaic_size // 2 if result.groups is not None else syn.mosaic_size,
                 ),
+                **(
+                    {"boxes cut by the frame": _boxes_cut(store, result.ids)}
+                    if syn.tile_fit == "context"
+                    else {}
+                ),
                 "dedup threshold": sc.dedup_threshold,
                 "max per image": sc.max_per_image,
             }
@@ -86,6 +91,16 @@ def _black_bars(store: Any, ids: np.ndarray, fit: str, tile: int) -> str:
     # bars under one tile pixel wide are the resize's rounding, not a letterbox
     boxed = int((bars >= 1 / tile).sum())
     return f"{bars.mean():.1%} of the tiles' area ({boxed} of {ids.size} tiles letterboxed)"
+
+
+def _boxes_cut(store: Any, ids: np.ndarray) -> str:
+    """How many ``context`` tiles cut their box to fit the frame, and how much of those boxes (:func:`box_cut`)."""
+    boxes, w, h = store.boxes[ids], store.column("image_w")[ids], store.column("image_h")[ids]
+    cut = np.asarray([box_cut(b, int(hh), int(ww)) for b, ww, hh in zip(boxes, w, h, strict=True)])
+    cut = cut[cut > 0]
+    if not cut.size:
+        return f"0 of {ids.size}"
+    return f"{cut.size} of {ids.size} (boxes longer than their frame is high; {cut.mean():.1%} of such a box cut)"
 
 
 def _source_counts(
