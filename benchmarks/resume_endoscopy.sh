@@ -7,8 +7,10 @@
 #   WORKERS=2 bash benchmarks/resume_endoscopy.sh [SRC]   # two arms at once (optidel benchmark --workers)
 #
 # Run it from the repository root (data_root ../shared/data resolves from there). To keep the code fixed while you
-# edit, pass the src/ of a separate worktree: `git worktree add ../bench-tree HEAD`, then
-# `bash benchmarks/resume_endoscopy.sh ../bench-tree/src`. Output: runs/benchmark-endoscopy (resumable; restore the
+# edit, pass the src/ of a separate worktree: `git worktree add ../bench-tree 619ebea`, then
+# `bash benchmarks/resume_endoscopy.sh ../bench-tree/src`. The grid has run from 619ebea since 2026-12-01: its
+# context arms render tiles as that code did (a box longer than its frame is high letterboxed; later code cuts it),
+# so finish the grid from that commit. Output: runs/benchmark-endoscopy (resumable; restore the
 # small files first: `python benchmarks/keep_small_results.py benchmarks/cpu-endoscopy-runs runs/benchmark-endoscopy`),
 # log: runs/benchmark-endoscopy.log, pid: runs/bench.pid.
 set -euo pipefail
