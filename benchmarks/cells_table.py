@@ -36,7 +36,9 @@ def cells_markdown(rows: list[dict[str, str]]) -> str:
     columns.sort(key=lambda c: (list(DATASET_NAMES).index(c[0]) if c[0] in DATASET_NAMES else 99, c[1]))
     arms = list(dict.fromkeys((r["ssl"], arm_label(r)) for r in rows))
     seeds = sorted({int(r["seed"]) for r in rows})
-    cell = {(int(r["seed"]), r["ssl"], arm_label(r), r["dataset"], float(r["label_fraction"])): r for r in rows}
+    cell = {
+        (int(r["seed"]), r["ssl"], arm_label(r), r["dataset"], float(r["label_fraction"])): r for r in rows
+    }
     head = [f"{DATASET_NAMES.get(d, d)} {lf:.0%}" for d, lf in columns]
     lines = ["| arm | seed | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(columns)]
     for seed in seeds:
