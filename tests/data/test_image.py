@@ -79,6 +79,48 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert read_header(tmp_path / "rot.jpg").width == 20
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("where", ["before pixels", "after pixels"])
+def test_png_exif_orientation_in_header_and_decode(tmp_path: Path, where: str) -> None:
+    """A PNG's eXIf chunk may follow the pixel data: the header read finds it too, and agrees with the decode."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    if where == "before pixels":
+        Image.fromarray(_gradient(20, 30)).save(buf, format="PNG", exif=exif.tobytes())
+        data = buf.getvalue()
+    else:
+        Image.fromarray(_gradient(20, 30)).save(buf, format="PNG")
+        data = buf.getvalue()
+        iend = data.rindex(b"IEND") - 4
+        data = (
+            data[:iend] + _png_chunk(b"eXIf", exif.tobytes()[6:]) + data[iend:]
+        )  # TIFF bytes, no "Exif\0\0"
+    (tmp_path / "rot.png").write_bytes(data)
+    assert load_rgb(tmp_path / "rot.png").shape == (30, 20, 3)
+    h = read_header(tmp_path / "rot.png")
+    assert (h.width, h.height) == (20, 30)
+
+
+def test_png_header_decodes_no_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading a plain PNG's header must not decode it (Pillow's getexif would, to look for a trailing eXIf)."""
+    from PIL import PngImagePlugin
+
+    Image.fromarray(_gradient(20, 30)).save(tmp_path / "a.png")
+
+    def no_decode(self: Image.Image) -> None:
+        raise AssertionError("pixels decoded for a header")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decode)
+    h = read_header(tmp_path / "a.png")
+    assert (h.width, h.height, h.format) == (30, 20, "PNG")
+
+
 @pytest.mark.parametrize(
     "kind,reason",
     [

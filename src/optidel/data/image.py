@@ -146,7 +146,9 @@ def _pillow_header(path: Path, max_pixels: int, min_side: int) -> ImageHeader:
     im = _open(path, max_pixels, min_side)
     try:
         w, h = im.size
-        orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+        orientation = 1
+        if hasattr(im, "getexif") and (im.format != "PNG" or "exif" in im.info or _png_has_exif(path)):
+            orientation = im.getexif().get(0x0112, 1)
         if orientation in (5, 6, 7, 8):
             w, h = h, w
         return ImageHeader(w, h, im.mode, im.format)
@@ -154,6 +156,27 @@ def _pillow_header(path: Path, max_pixels: int, min_side: int) -> ImageHeader:
         raise ImageDecodeError(path, f"unreadable header ({e})") from e
     finally:
         im.close()
+
+
+def _png_has_exif(path: Path) -> bool:
+    """Whether a PNG holds an ``eXIf`` chunk anywhere, found by walking the chunk headers (no pixel is decoded).
+
+    Written by hand because Pillow's ``getexif`` on a PNG decodes the whole image to look for an ``eXIf`` chunk after
+    the pixel data; a header read would then cost a full decode. A truncated or odd file answers True, so that
+    Pillow decides.
+    """
+    with path.open("rb") as f:
+        f.seek(8)  # the PNG signature
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return True
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"eXIf":
+                return True
+            if kind == b"IEND":
+                return False
+            f.seek(length + 4, 1)  # chunk data and CRC
 
 
 def _checked_tiff_size(path: Path, max_pixels: int, min_side: int) -> tuple[int, int]:
