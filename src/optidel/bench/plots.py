@@ -30,47 +30,74 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     )
 
 
+def _arm_label(method: str, ratio: float, ssl: str) -> str:
+    """``optidel 5% (mae)``, ``full (mae)``, ``random-init (simclr)``, ``mean-mask prior``."""
+    if method in REFERENCE_METHODS:
+        return method if ssl == "-" else f"{method} ({ssl})"
+    return f"{method} ({ssl})" if method == FULL else f"{method} {ratio:.0%} ({ssl})"
+
+
 def plot_per_method(rows: Rows, path: Path) -> Path | None:
-    """Bars of mean mIoU +- s.d. over seeds: a group per dataset, a bar per (method, ratio, SSL, label fraction)."""
+    """Test mIoU of every arm: a panel per (label fraction, dataset), a row per arm (method, ratio, SSL method).
+
+    Each row shows the mean over seeds with +- s.d. whiskers and the seeds as small dots, so the panels can zoom to
+    the arms' range without the misleading bars of a truncated axis. Arms keep one row order in every panel (the
+    reference rows, random init and the mean-mask prior, last, in grey); the full pool of each SSL method is a dotted
+    line and random init a dashed one, for reading every arm against them.
+    """
     plt = _pyplot()
     datasets = sorted({r["dataset"] for r in rows})
+    lfs = sorted({r["label_fraction"] for r in rows})
     arms = sorted(
-        {(r["method"], r["ratio"], r["ssl"], r["label_fraction"]) for r in rows},
-        key=lambda a: (a[0] in REFERENCE_METHODS, a),
+        {(r["method"], r["ratio"], r["ssl"]) for r in rows},
+        key=lambda a: (a[0] in REFERENCE_METHODS, a[2], a[0] != FULL, a[0], a[1]),
     )
     if not datasets or not arms:
         return None
-    lfs = {a[3] for a in arms}
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets) * max(1, len(arms)) / 3), 4))
-    width = 0.8 / len(arms)
-    for j, (m, rt, ssl, lf) in enumerate(arms):
-        stats = [
-            _mean_sd(
-                [
-                    r["miou"]
-                    for r in rows
-                    if (r["method"], r["ratio"], r["ssl"], r["label_fraction"], r["dataset"])
-                    == (m, rt, ssl, lf, ds)
-                ]
-            )
-            for ds in datasets
-        ]
-        label = m if m in REFERENCE_METHODS else f"{m} {rt:g} ({ssl})"
-        if len(lfs) > 1:
-            label += f" lf {lf:g}"
-        ax.bar(
-            np.arange(len(datasets)) + j * width,
-            [s[0] for s in stats],
-            width,
-            yerr=[s[1] for s in stats],
-            label=label,
-            capsize=2,
-        )
-    ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, datasets)
-    ax.set_ylabel("test mIoU")
-    ax.set_ylim(max(0, float(np.nanmin([r["miou"] for r in rows])) - 0.05), None)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("mIoU per method and dataset (mean +- s.d. over seeds)")
+    methods = list(dict.fromkeys(a[0] for a in arms if a[0] not in REFERENCE_METHODS))
+    palette = plt.get_cmap("tab20")
+    colour = {m: palette(i % 20) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(
+        len(lfs),
+        len(datasets),
+        figsize=(2.2 + 3.2 * len(datasets), 0.8 + 0.26 * len(arms) * len(lfs)),
+        squeeze=False,
+        sharey=True,
+    )
+    ys = np.arange(len(arms))[::-1]
+    for i, lf in enumerate(lfs):
+        for j, ds in enumerate(datasets):
+            ax = axes[i][j]
+            here = [r for r in rows if r["dataset"] == ds and r["label_fraction"] == lf]
+            lo, hi = np.inf, -np.inf
+            for y, (m, rt, ssl) in zip(ys, arms, strict=True):
+                values = [r["miou"] for r in here if (r["method"], r["ratio"], r["ssl"]) == (m, rt, ssl)]
+                if not values:
+                    continue
+                mean, sd = _mean_sd(values)
+                c = "0.5" if m in REFERENCE_METHODS else colour[m]
+                ax.errorbar(mean, y, xerr=sd, fmt="o", color=c, capsize=2, markersize=5)
+                ax.scatter(values, [y] * len(values), s=6, color=c, alpha=0.5, zorder=3)
+                lo, hi = min(lo, mean - sd, *values), max(hi, mean + sd, *values)
+                if m == FULL:
+                    ax.axvline(mean, color=c, linestyle=":", linewidth=1)
+                if m == RANDOM_INIT:
+                    ax.axvline(mean, color="black", linestyle="--", linewidth=0.8)
+            if np.isfinite(lo):
+                pad = max(0.01, 0.08 * (hi - lo))
+                ax.set_xlim(lo - pad, hi + pad)
+            ax.grid(axis="x", linewidth=0.3)
+            ax.set_title(f"{ds}, {lf:.0%} labels", fontsize=9)
+            ax.tick_params(labelsize=7)
+            if i == len(lfs) - 1:
+                ax.set_xlabel("test mIoU", fontsize=8)
+    axes[0][0].set_yticks(ys, [_arm_label(*a) for a in arms], fontsize=7)
+    for i in range(len(lfs)):
+        axes[i][0].set_yticks(ys, [_arm_label(*a) for a in arms], fontsize=7)
+    fig.suptitle(
+        "test mIoU per arm: mean +- s.d. over seeds (small dots: the seeds); dotted: full pool, dashed: random init",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
