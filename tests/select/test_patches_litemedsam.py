@@ -220,6 +220,9 @@ def test_loading_litemedsam_prints_no_deprecation_warning() -> None:
         "import optidel.models.litemedsam.encoder, optidel.select.patches.litemedsam"
     )
     run = subprocess.run(
-        [sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True, timeout=300
+        [sys.executable, "-W", "error::FutureWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
