@@ -218,6 +218,38 @@ def test_sources_are_cached_apart_and_reused_by_another_pool(
     )
 
 
+def test_a_changed_pool_proposes_only_its_new_images(tmp_path: Path) -> None:
+    """Images dropped, added or changed in a folder: the rest come from the earlier store, and the result is the
+    one a fresh run gives (failures included)."""
+    first = make_pool(tmp_path / "pool", 20, broken=1)
+    cache = tmp_path / "cache"
+    calls: list[int] = []
+    run_selection(
+        cfg_for([str(first)], tmp_path / "a", **{"runtime.cache_dir": cache}), FakeGridProposer(calls=calls)
+    )
+    assert len(calls) == 20
+    (first / "img_003.png").unlink()  # dropped (as by the leakage guard)
+    (first / "img_011.png").unlink()
+    make_pool(tmp_path / "new", 2, seed=7)
+    shutil.copy(tmp_path / "new" / "img_000.png", first / "img_100.png")  # added
+    shutil.copy(tmp_path / "new" / "img_001.png", first / "img_005.png")  # same path, other content
+    calls.clear()
+    run_selection(
+        cfg_for([str(first)], tmp_path / "b", **{"runtime.cache_dir": cache}), FakeGridProposer(calls=calls)
+    )
+    assert len(calls) == 2  # img_100 and the changed img_005; 16 reused, the broken file's failure too
+    fresh = tmp_path / "fresh"
+    run_selection(cfg_for([str(first)], fresh), FakeGridProposer())
+    assert manifest_dict(tmp_path / "b") == manifest_dict(fresh)
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["summary"]["unreadable pool images"] == 1
+    calls.clear()  # the same pool again: the whole store is cached, nothing proposed
+    run_selection(
+        cfg_for([str(first)], tmp_path / "c", **{"runtime.cache_dir": cache}), FakeGridProposer(calls=calls)
+    )
+    assert calls == []
+
+
 def test_pool_fingerprint_follows_content_not_mtime(tmp_path: Path) -> None:
     """A pool unpacked again (new mtimes, same bytes) keeps its SAM cache key; changed bytes change it."""
     from optidel.select.stage_cache import pool_fingerprint
@@ -455,6 +487,24 @@ def test_real_grid_proposer_through_the_cli(tmp_path: Path) -> None:
     ).all()  # grid patches: no SAM scores
     spec = json.loads(next((out / "cache").glob("patches-*/spec.json")).read_text())
     assert spec["embedder_key"]["embedder"] == "litemedsam-box-pool"
+    # two images more in the folder: the workers compute only them (the second shard), the first shard is the
+    # first store's two images
+    more = make_pool(tmp_path / "more", 2, size=48, seed=4)
+    for name in ("img_000.png", "img_001.png"):
+        shutil.copy(more / name, pool / name.replace("img_0", "img_9"))
+    out2 = tmp_path / "out2"
+    args2 = [a if a != str(out) else str(out2) for a in args]
+    args2 += ["--set", f"runtime.cache_dir={out / 'cache'}", "--set", "runtime.shard_size=2"]
+    r = CliRunner().invoke(app, args2)
+    assert r.exit_code == 0, r.output
+    log = (out2 / "log.txt").read_text()
+    assert "patches: 2 images reused from patches-" in log and "2 worker processes" in log
+    first, second = read_manifest(out / "manifest.parquet")[0], read_manifest(out2 / "manifest.parquet")[0]
+    n = first.num_rows  # the two old images open the new table, with the same boxes
+    assert [second.column(c).to_pylist()[:n] == first.column(c).to_pylist() for c in ("x0", "y1")] == [
+        True
+    ] * 2
+    assert second.num_rows > n and set(second.column("image_index").to_pylist()) == {0, 1, 2, 3}
 
 
 def test_second_select_on_the_same_out_stops_at_once(

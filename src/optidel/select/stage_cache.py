@@ -7,7 +7,9 @@ and a changed config recomputes only the stages downstream of the change::
     cache/patches-<key>/       patch table + embeddings, checkpointed in shards (optidel.select.patches.store)
                                key: pool files (path, size, content hash), the proposer/embedder settings of the
                                config (or an injected proposer's cache_key()), shard_size, proposer_batch;
-                               spec.json records the built proposer's and embedder's own cache_key().
+                               spec.json records the built proposer's and embedder's own cache_key();
+                               images.tsv + reuse.json let a later pool reuse its images one by one
+                               (optidel.select.patches.reuse).
     cache/kmeans-<key>/        centroids, cluster, d1, d2        key: patches key, k, distance, iterations, seed
     cache/recon-<key>/         MAE reconstruction scores         key: patches key, MAE run files, seed
     cache/imgemb-<key>/        image-level embeddings            key: patches key (or embedder), kind

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,7 +44,7 @@ from optidel.select.patches.compute import (
     compute_images,
     embedding_dim,
 )
-from optidel.select.patches.types import PatchEmbedder, PatchProposer
+from optidel.select.patches.types import PatchEmbedder, PatchProposer, ReusedImage
 from optidel.select.patches.workers import ModelSpec, PatchWorkers, resolve_procs, threads_per_proc
 
 PATCH_SCHEMA = pa.schema(
@@ -278,8 +278,12 @@ def process_shards(
     batch_size: int = 1,
     procs: int | None = 1,
     spec: ModelSpec | None = None,
+    reused: Mapping[int, ReusedImage] | None = None,
 ) -> list[int]:
     """Compute this rank's missing shards (see the module docstring); returns the shards computed now.
+
+    ``reused``: images whose patches come from an earlier store (:mod:`optidel.select.patches.reuse`), by pool
+    index; they are not proposed again, and their rows take their place in the shard.
 
     ``after_shard(s)`` is called after shard ``s`` is on disk (tests use it to inject a failure after K shards).
     ``procs``: worker processes that compute the images, each building its models from ``spec``
@@ -290,10 +294,13 @@ def process_shards(
     dim = embedding_dim(proposer, embedder)
     shards = _missing_shards(pool, root, shard_size, rank, world)
     todo = list(shards)
+    reused = reused or {}
     n_todo_images = sum(len(items) for items in shards.values())
+    compute = {s: [it for it in items if it[0] not in reused] for s, items in shards.items()}
+    n_compute = sum(len(items) for items in compute.values())
     done_now: list[int] = []
     images_done, t_start = 0, time.perf_counter()
-    k = 1 if spec is None else resolve_procs(procs, n_todo_images, spec.device, world > 1)
+    k = 1 if spec is None else resolve_procs(procs, n_compute, spec.device, world > 1)
     with ExitStack() as stack:
         stream: Iterator[ImageResult] | None = None
         if k > 1:
@@ -301,23 +308,35 @@ def process_shards(
             threads = threads_per_proc(spec.threads, k)
             logger.info("patch stage: %d worker processes x %s torch threads", k, threads)
             pw = stack.enter_context(PatchWorkers(replace(spec, threads=threads), k, workers, batch_size))
-            stream = pw.results([[(i, im.path) for i, im in shards[s]] for s in todo])
+            stream = pw.results([[(i, im.path) for i, im in compute[s]] for s in todo if compute[s]])
         prog = stack.enter_context(make_progress())
         task = prog.add_task(f"patches ({proposer.name})", total=n_todo_images)
         for s in todo:
             t0 = time.perf_counter()
             items = shards[s]
             lo, hi = items[0][0], items[-1][0] + 1
-            if stream is None:
+            if not compute[s]:
+                table, emb, failed = shard_rows([], [], dim)
+            elif stream is None:
                 table, emb, failed = extract_shard(
-                    items, proposer, embedder, dim, workers, strict, lambda: prog.advance(task), batch_size
+                    compute[s],
+                    proposer,
+                    embedder,
+                    dim,
+                    workers,
+                    strict,
+                    lambda: prog.advance(task),
+                    batch_size,
                 )
             else:
-                table, emb, failed = shard_rows(items, stream, dim, strict, lambda: prog.advance(task))
+                table, emb, failed = shard_rows(compute[s], stream, dim, strict, lambda: prog.advance(task))
+            given = [(i, im) for i, im in items if i in reused]
+            if given:
+                table, emb, failed = _with_reused(table, emb, failed, given, reused, strict)
+                prog.advance(task, len(given))
             secs = time.perf_counter() - t0
-            _write_shard(
-                root, s, table, emb, {"images": [lo, hi], "failed": failed, "seconds": secs, "rank": rank}
-            )
+            meta = {"images": [lo, hi], "failed": failed, "seconds": secs, "rank": rank, "reused": len(given)}
+            _write_shard(root, s, table, emb, meta)
             done_now.append(s)
             images_done += hi - lo
             elapsed = time.perf_counter() - t_start
@@ -336,6 +355,34 @@ def process_shards(
             if after_shard is not None:
                 after_shard(s)
     return done_now
+
+
+def _with_reused(
+    table: pa.Table,
+    emb: np.ndarray,
+    failed: list[dict[str, Any]],
+    given: Sequence[tuple[int, PoolImage]],
+    reused: Mapping[int, ReusedImage],
+    strict: bool,
+) -> tuple[pa.Table, np.ndarray, list[dict[str, Any]]]:
+    """A shard's computed rows plus the rows of its reused images ``given``, in pool order (stable within an image)."""
+    for i, im in given:
+        r = reused[i]
+        if r.error is not None:
+            if strict:
+                raise ImageDecodeError(im.path, r.error)
+            logger.warning("skipping unreadable pool image %s: %s", im.path, r.error)
+            failed = failed + [{"index": i, "uid": im.uid, "path": str(im.path), "reason": r.error}]
+    tables = [table] + [reused[i].table for i, _ in given]
+    embs = [emb] + [reused[i].emb for i, _ in given]
+    merged = pa.concat_tables(tables)
+    order = np.argsort(merged.column("image_index").to_numpy(), kind="stable")
+    emb_all = np.concatenate(embs, axis=0)[order] if merged.num_rows else emb
+    return (
+        merged.take(pa.array(order, pa.int64())),
+        np.ascontiguousarray(emb_all, np.float32),
+        sorted(failed, key=lambda f: f["index"]),
+    )
 
 
 def _write_store(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
 
 
 @dataclass
@@ -62,3 +63,20 @@ class PatchEmbedder(Protocol):
     def embed(self, img: np.ndarray, patches: ImagePatches) -> np.ndarray:
         """img: (H, W, 3) uint8, patches of it -> (P, D) float32 embeddings."""
         ...
+
+
+@dataclass(frozen=True)
+class ReusedImage:
+    """One pool image's patches taken from an earlier store.
+
+    Attributes:
+        table: its patch rows (``store.PATCH_SCHEMA``), already renamed for the new pool (index, source, id, uid, path).
+        emb: (n patches, D) float32.
+        error: why the image was unreadable (then ``table`` has no rows), or None.
+        store: the store it came from (its folder name).
+    """
+
+    table: pa.Table
+    emb: np.ndarray
+    error: str | None
+    store: str

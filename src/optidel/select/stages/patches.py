@@ -20,6 +20,7 @@ from optidel.runtime.atomic import atomic_write_json
 from optidel.runtime.distributed import DistContext
 from optidel.select.config import SelectConfig
 from optidel.select.patches.compute import embedding_dim
+from optidel.select.patches.reuse import REUSE_FILE, find_reusable, record_images, reuse_signature
 from optidel.select.patches.store import PatchStore, combine_stores, merge_shards, process_shards
 from optidel.select.patches.types import PatchEmbedder, PatchProposer
 from optidel.select.patches.workers import ModelSpec
@@ -135,30 +136,35 @@ class PatchStage:
         """
         root = self.cache.patches_dir()
         t0 = time.perf_counter()
+        ranges = source_ranges(self.pool)
         if PatchStore.is_complete(root):
             if self.dist.rank != 0:
                 return None
+            if len(ranges) == 1:  # a store of an earlier version learns its images
+                self._record_images(root, self.cache.pool_lines)
             store = PatchStore.open(root)
             self.cache.record("patches", time.perf_counter() - t0, True, store.seconds)
             logger.info("patches: cached (%d patches, %s)", len(store), root.name)
             return store
-        ranges = source_ranges(self.pool)
         if len(ranges) == 1:
-            store = self._source_store(root, self.pool)
+            store = self._source_store(root, self.pool, self.cache.pool_lines)
             if store is not None:
                 self.cache.record("patches", time.perf_counter() - t0, False, store.seconds)
             return store
         parts: list[tuple[int, PatchStore]] = []
         reused = 0
         for lo, hi in ranges:
-            sub = self.pool[lo:hi]
-            sub_root = self.cache.patches_dir(pool_fingerprint(sub, self.cache.pool_lines[lo:hi]))
+            sub, sub_lines = self.pool[lo:hi], self.cache.pool_lines[lo:hi]
+            sub_root = self.cache.patches_dir(pool_fingerprint(sub, sub_lines))
             if PatchStore.is_complete(sub_root):
                 reused += 1
                 logger.info("patches: source %s cached (%s)", sub[0].source, sub_root.name)
-                st = PatchStore.open(sub_root) if self.dist.rank == 0 else None
+                st = None
+                if self.dist.rank == 0:
+                    self._record_images(sub_root, sub_lines)
+                    st = PatchStore.open(sub_root)
             else:
-                st = self._source_store(sub_root, sub)
+                st = self._source_store(sub_root, sub, sub_lines)
             if st is not None:
                 parts.append((lo, st))
         if self.dist.rank != 0:
@@ -168,17 +174,43 @@ class PatchStage:
         self.cache.record("patches", time.perf_counter() - t0, reused == len(ranges), store.seconds)
         return store
 
-    def _source_store(self, root: Path, pool: Sequence[PoolImage]) -> PatchStore | None:
-        """Shards of ``pool`` into ``root`` on every rank, merged by rank 0 (returned there; None elsewhere)."""
+    def _signature(self) -> dict[str, Any]:
+        """The proposer/embedder spec of ``spec.json`` and the batch size: stores that share it share patches."""
         proposer, embedder = self.models.get()
         spec = {
             "spec": self.cache.proposer_spec(),
             "proposer_key": proposer.cache_key(),
             "embedder_key": embedder.cache_key() if embedder else None,
         }
+        return reuse_signature(spec, self.cfg.proposal.proposer_batch)
+
+    def _record_images(self, root: Path, lines: Sequence[bytes]) -> None:
+        """Let later pools reuse the images of a complete store written before stores recorded them, by the
+        ``spec.json`` it was computed with (:func:`optidel.select.patches.reuse.record_images`)."""
+        spec_file = root / "spec.json"
+        if (root / REUSE_FILE).is_file() or not spec_file.is_file():
+            return
+        try:
+            spec = json.loads(spec_file.read_text())
+        except (OSError, ValueError):
+            return
+        record_images(root, lines, reuse_signature(spec, self.cfg.proposal.proposer_batch))
+
+    def _source_store(
+        self, root: Path, pool: Sequence[PoolImage], lines: Sequence[bytes]
+    ) -> PatchStore | None:
+        """Shards of ``pool`` into ``root`` on every rank, merged by rank 0 (returned there; None elsewhere).
+
+        Images already computed in another store of the cache folder by the same proposer/embedder are taken from
+        it (:func:`optidel.select.patches.reuse.find_reusable`), not proposed again.
+        """
+        proposer, embedder = self.models.get()
+        signature = self._signature()
+        spec = signature["spec"]
         if self.dist.rank == 0:
             check_shard_spec(root, spec)
         self.dist.barrier()  # no rank starts before stale shards are gone
+        reused = find_reusable(self.cache.root, root, pool, lines, signature)
         if self.dist.rank == 0:
             logger.info(
                 "patches: proposer %s, embedder %s, %d images%s",
@@ -202,8 +234,11 @@ class PatchStage:
             self.cfg.proposal.proposer_batch,
             procs=rt.procs,
             spec=None if self.models.injected else self.models.spec(),
+            reused=reused,
         )
         self.dist.barrier()
         if self.dist.rank != 0:
             return None
-        return merge_shards(root, len(pool), rt.shard_size, embedding_dim(proposer, embedder))
+        store = merge_shards(root, len(pool), rt.shard_size, embedding_dim(proposer, embedder))
+        record_images(root, lines, signature)
+        return store
