@@ -248,6 +248,15 @@ def test_a_changed_pool_proposes_only_its_new_images(tmp_path: Path) -> None:
         cfg_for([str(first)], tmp_path / "c", **{"runtime.cache_dir": cache}), FakeGridProposer(calls=calls)
     )
     assert calls == []
+    moved = shutil.copytree(first, tmp_path / "moved" / "pool")  # elsewhere, with one file twice
+    shutil.copy(moved / "img_000.png", moved / "img_000_copy.png")
+    run_selection(
+        cfg_for([str(moved)], tmp_path / "d", **{"runtime.cache_dir": cache}), FakeGridProposer(calls=calls)
+    )
+    assert calls == []  # the patches follow the bytes, not the path
+    fresh = tmp_path / "fresh-moved"
+    run_selection(cfg_for([str(moved)], fresh), FakeGridProposer())
+    assert manifest_dict(tmp_path / "d") == manifest_dict(fresh)
 
 
 def test_pool_fingerprint_follows_content_not_mtime(tmp_path: Path) -> None:

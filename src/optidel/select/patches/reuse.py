@@ -1,5 +1,6 @@
 """Per-image reuse of patches across stores: a pool that differs from an earlier one by some images (images added
-to or removed from a folder, a file replaced) runs the proposer only on the images that are new.
+to or removed from a folder, a file replaced, a folder moved or copied) runs the proposer only on the images that
+are new.
 
 A patch store is keyed by its whole pool (:mod:`optidel.select.stage_cache`), so any change to the pool's image
 list gives a new store. Each complete store therefore also records which images it holds and how they were
@@ -10,9 +11,10 @@ computed (written by :func:`record_images`)::
                        ``spec.json``) and ``proposer_batch``
 
 :func:`find_reusable` looks through the other stores of the same cache folder for images of a new pool with the
-same resolved path, size and content hash, computed by the same proposer/embedder spec and batch size, and returns
-their patch rows and embeddings (or the reason they were unreadable) by pool index. Only plain image files are
-reused: an item inside a DICOM/NIfTI/whole-slide file is decoded with settings that its line does not record.
+same size and content hash (wherever the file lies: the patches depend on its bytes alone), computed by the same
+proposer/embedder spec and batch size, and returns their patch rows and embeddings (or the reason they were
+unreadable) by pool index. Only plain image files are reused: an item inside a DICOM/NIfTI/whole-slide file is
+decoded with settings that its line does not record.
 Written by hand: this is optidel's own cache layout.
 """
 
@@ -55,11 +57,11 @@ def record_images(root: Path, lines: Sequence[bytes], signature: Mapping[str, An
 
 
 def _identity(line: bytes) -> tuple[str, ...] | None:
-    """(resolved path, size, content hash) of a plain image file's line; None for an item inside a file."""
+    """(size, content hash) of a plain image file's line; None for an item inside a file."""
     parts = line.decode().rstrip("\n").split("\t")
     if len(parts) != 4 or is_locator(parts[1]) or plain_format(Path(parts[1])) is not None:
         return None
-    return tuple(parts[1:])
+    return tuple(parts[2:])
 
 
 def find_reusable(
@@ -79,11 +81,11 @@ def find_reusable(
     Returns:
         {pool index: ReusedImage} for every image found.
     """
-    wanted: dict[tuple[str, ...], int] = {}
+    wanted: dict[tuple[str, ...], list[int]] = {}  # identity -> pool indices (a pool may hold a file twice)
     for i, line in enumerate(lines):
         key = _identity(line)
         if key is not None:
-            wanted.setdefault(key, i)
+            wanted.setdefault(key, []).append(i)
     found: dict[int, ReusedImage] = {}
     if not wanted or not cache_root.is_dir():
         return found
@@ -96,44 +98,48 @@ def find_reusable(
             donor_lines = (donor / IMAGES_FILE).read_bytes().splitlines(keepends=True)
         except (OSError, ValueError):
             continue
-        matches = {}  # donor image index -> pool index
+        matches: dict[int, list[int]] = {}  # donor image index -> pool indices
         for j, line in enumerate(donor_lines):
-            i = wanted.get(_identity(line) or ())
-            if i is not None and i not in found:
-                matches[j] = i
+            todo = wanted.pop(_identity(line) or (), [])
+            if todo:
+                matches[j] = todo
         if not matches:
             continue
         found.update(_take(PatchStore.open(donor), matches, pool))
-        logger.info("patches: %d images reused from %s", len(matches), donor.name)
-        if len(found) == len(wanted):
+        logger.info("patches: %d images reused from %s", sum(len(v) for v in matches.values()), donor.name)
+        if not wanted:
             break
     return found
 
 
-def _take(store: Any, matches: Mapping[int, int], pool: Sequence[Any]) -> dict[int, ReusedImage]:
-    """The rows and embeddings of the donor images ``matches`` (donor index -> pool index), renamed for ``pool``."""
+def _take(store: Any, matches: Mapping[int, list[int]], pool: Sequence[Any]) -> dict[int, ReusedImage]:
+    """The rows and embeddings of the donor images ``matches`` (donor index -> pool indices), renamed for ``pool``."""
     index = store.image_index
     order = np.argsort(index, kind="stable")
     starts = np.searchsorted(index[order], list(matches), side="left")
     ends = np.searchsorted(index[order], list(matches), side="right")
     errors = {int(f["index"]): str(f["reason"]) for f in store.failed}
     table = store.table.drop_columns(["patch_id"])
-    out = {}
-    for (j, i), a, b in zip(matches.items(), starts, ends, strict=True):
+    out: dict[int, ReusedImage] = {}
+    for (j, targets), a, b in zip(matches.items(), starts, ends, strict=True):
         rows = order[a:b]
-        t = table.take(pa.array(rows, pa.int64()))
-        im = pool[i]
-        n = t.num_rows
-        values = {
-            "image_index": pa.array([i] * n, pa.int64()),
-            "source": pa.array([im.source] * n, pa.string()),
-            "image_id": pa.array([im.id] * n, pa.string()),
-            "image_uid": pa.array([im.uid] * n, pa.string()),
-            "image_path": pa.array([str(im.path)] * n, pa.string()),
-        }
-        for c in IMAGE_COLUMNS:
-            t = t.set_column(t.schema.get_field_index(c), c, values[c])
-        t = t.select(PATCH_SCHEMA.names).cast(PATCH_SCHEMA)
-        emb = np.asarray(store.embeddings[rows], np.float32).reshape(n, store.dim)
-        out[i] = ReusedImage(t, emb, errors.get(j), store.root.name)
+        for i in targets:
+            out[i] = _renamed(store, table.take(pa.array(rows, pa.int64())), rows, pool[i], i, errors.get(j))
     return out
+
+
+def _renamed(store: Any, t: pa.Table, rows: np.ndarray, im: Any, i: int, error: str | None) -> ReusedImage:
+    """Donor rows ``t`` (the store's rows ``rows``) as the rows of pool image ``im`` at pool index ``i``."""
+    n = t.num_rows
+    values = {
+        "image_index": pa.array([i] * n, pa.int64()),
+        "source": pa.array([im.source] * n, pa.string()),
+        "image_id": pa.array([im.id] * n, pa.string()),
+        "image_uid": pa.array([im.uid] * n, pa.string()),
+        "image_path": pa.array([str(im.path)] * n, pa.string()),
+    }
+    for c in IMAGE_COLUMNS:
+        t = t.set_column(t.schema.get_field_index(c), c, values[c])
+    t = t.select(PATCH_SCHEMA.names).cast(PATCH_SCHEMA)
+    emb = np.asarray(store.embeddings[rows], np.float32).reshape(n, store.dim)
+    return ReusedImage(t, emb, error, store.root.name)
