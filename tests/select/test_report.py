@@ -117,3 +117,20 @@ def test_report_shows_cluster_coverage_and_every_vinfo_source(tmp_path: Path) ->
     assert "V-information, Y = lesion" in html and "V-information, Y = embedding (alternative)" in html
     assert "labels of lesion" in html and "multinomial logistic regression" in html and "CIRCULAR" in html
     assert html.index("Y = lesion") < html.index("Y = embedding")
+
+
+def test_gallery_outline_marks_the_box_inside_its_context_square() -> None:
+    """A context thumbnail shows the square around the patch; the patch's own box is drawn on it, nothing else."""
+    from optidel.select.outputs.mosaic import context_box, render_tile
+    from optidel.select.stages.report import OUTLINE, THUMB, _outline
+
+    img = np.random.default_rng(1).integers(30, 200, (120, 160, 3), dtype=np.uint8)
+    box = np.array([70, 50, 110, 70])  # 40 x 20: the square is 40 x 40, rows 40-80
+    region = context_box(box, 120, 160)
+    tile = render_tile(img, box, THUMB, "context")
+    drawn = _outline(tile, box, region)
+    changed = np.any(drawn != tile, axis=2)
+    ys, xs = np.nonzero(changed)
+    s = THUMB / 40  # 2.4 px per image px
+    assert (ys.min(), ys.max()) == (round(10 * s), round(30 * s)) and (xs.min(), xs.max()) == (0, THUMB - 1)
+    assert (drawn[changed] == OUTLINE).all() and changed.mean() < 0.1  # a 1-px frame, not a fill

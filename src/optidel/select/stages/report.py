@@ -17,7 +17,7 @@ import numpy as np
 from optidel.data.image import ImageDecodeError, load_rgb
 from optidel.metrics.embedding import l2_normalize
 from optidel.runtime.atomic import atomic_write_json
-from optidel.select.outputs.mosaic import bar_fraction, box_cut, crop, fit_tile
+from optidel.select.outputs.mosaic import bar_fraction, box_cut, context_box, render_tile
 from optidel.select.outputs.report import ReportData, map_sample, pca_2d, write_report
 from optidel.select.rank.scores import rank_order
 from optidel.select.stage_cache import StageCache
@@ -121,17 +121,41 @@ def _source_counts(
     return [(s, pool_imgs[s], None, sel_img.get(s, 0)) for s in sources]
 
 
+THUMB = 96  # px of a gallery thumbnail
+OUTLINE = np.array([255, 214, 0], np.uint8)  # the patch's box drawn on a context thumbnail
+
+
 def _crops(ctx: SelectionContext, ids: list[int], caps: list[str]) -> list[tuple[np.ndarray, str]]:
+    """Gallery thumbnails of patches, filled as the run's tiles are (``synthesis.tile_fit``); with ``context`` the
+    patch's own box is outlined inside its square."""
     store = ctx.patches()
     image_index = store.image_index
     boxes = store.boxes
+    fit = ctx.cfg.synthesis.tile_fit
     out = []
     for pid, cap in zip(ids, caps, strict=True):
         try:
             img = load_rgb(ctx.pool[int(image_index[pid])].path)
         except ImageDecodeError:
             continue
-        out.append((fit_tile(crop(img, boxes[pid]), 96, "pad"), cap))
+        thumb = render_tile(img, boxes[pid], THUMB, fit)
+        if fit == "context":
+            thumb = _outline(thumb, boxes[pid], context_box(boxes[pid], *img.shape[:2]))
+        out.append((thumb, cap))
+    return out
+
+
+def _outline(thumb: np.ndarray, box: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """thumb (T, T, 3) showing the square ``region`` of its image -> a copy with ``box`` drawn 1 px wide."""
+    t = thumb.shape[0]
+    rx0, ry0, rx1, _ = region
+    s = t / (rx1 - rx0)
+    x0, y0, x1, y1 = (
+        int(np.clip(round((v - o) * s), 0, t - 1)) for v, o in zip(box, (rx0, ry0, rx0, ry0), strict=True)
+    )
+    out = thumb.copy()
+    out[[y0, y1], x0 : x1 + 1] = OUTLINE
+    out[y0 : y1 + 1, [x0, x1]] = OUTLINE
     return out
 
 
