@@ -14,8 +14,9 @@ tile (``tile_fit``, :func:`render_tile`) by
   padded) to lie inside the source image, and that square region of the source is resized to the tile. The tile
   shows the whole patch plus its surroundings, with no black bars and no distortion. When the box is longer than
   the image's shorter side, the square is the largest that fits (side = that shorter side), centred on the box: the
-  box's two far ends are cut (:func:`box_cut`), the tile still has no bar. Until 2026-12-02 such a tile kept the full rectangle and was letterboxed like ``pad`` (1-5% of the tiles' area
-  on the endoscopy selections); the ``cpu-endoscopy`` context arms were measured with that rendering;
+  box's two far ends are cut (:func:`box_cut`), the tile still has no bar. Until 2026-12-02 such a tile kept the
+  full rectangle and was letterboxed like ``pad`` (1-5% of the tiles' area on the endoscopy selections); the
+  ``cpu-endoscopy`` context arms were measured with that rendering;
 - ``pad``: the box's own crop, resized so the longer side fits, aspect kept, centred on black (black bars when the
   box is not square: MAE then spends loss on flat black areas, SimCLR sees the bars in both views);
 - ``stretch``: the box's crop resized to the square tile (distorts the aspect ratio).

@@ -100,7 +100,8 @@ def _boxes_cut(store: Any, ids: np.ndarray) -> str:
     cut = cut[cut > 0]
     if not cut.size:
         return f"0 of {ids.size}"
-    return f"{cut.size} of {ids.size} (boxes longer than their image's shorter side; {cut.mean():.1%} of such a box cut)"
+    why = "boxes longer than their image's shorter side"
+    return f"{cut.size} of {ids.size} ({why}; {cut.mean():.1%} of such a box cut)"
 
 
 def _source_counts(
