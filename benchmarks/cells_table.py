@@ -20,7 +20,8 @@ ARCH_NAMES = {"resnet18": "ResNet-18", "vit_tiny_patch16_224": "ViT-Tiny/8"}
 
 
 def arm_label(row: dict[str, str]) -> str:
-    """``optidel (MAE 5%)``, ``full (MAE, whole pool)``, ``random-init (ViT-Tiny/8)``, ``mean-mask prior (no model)``."""
+    """The row label: ``optidel (MAE 5%)``, ``full (MAE, whole pool)``, ``random-init (ViT-Tiny/8)``,
+    ``mean-mask prior (no model)``."""
     method, ssl = row["method"], row["ssl"].upper() if row["ssl"] != "simclr" else "SimCLR"
     if method == "random-init":
         return f"random-init ({ARCH_NAMES.get(row['arch'], row['arch'])})"
