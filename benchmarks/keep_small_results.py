@@ -11,7 +11,7 @@ on machines that do not keep ``runs/``, can carry what it finished in a few hund
 Copied: every finished fine-tuning's ``DONE``, ``metrics.json``, ``per_image.csv`` and ``config.yaml``; every finished
 selection's ``vinfo.json`` (the V-information table); every finished pre-training's loss curve ``metrics.csv``, to
 ``pretrain-curves/<arm>/`` (not under ``pretrain/``, where a folder without its checkpoint would stand in the way of a
-rerun; a restore leaves them where they are); the benchmark's ``config.yaml``, ``results.csv`` and ``results.md``. Not copied: selection and pre-training ``DONE`` markers (a restored marker without its images or
+rerun; a restore leaves them where they are); the benchmark's ``config.yaml``, ``results.csv``, ``results.md`` and ``cells.md``. Not copied: selection and pre-training ``DONE`` markers (a restored marker without its images or
 encoder would make the runner skip a stage that an unfinished fine-tuning still needs), encoders, checkpoints,
 images and caches. Existing files at the destination are overwritten.
 """
@@ -26,7 +26,7 @@ KEEP = {
     "finetune": ("DONE", "metrics.json", "per_image.csv", "config.yaml"),
     "select": ("vinfo.json",),
 }
-TOP = ("config.yaml", "results.csv", "results.md")
+TOP = ("config.yaml", "results.csv", "results.md", "cells.md")
 CURVES = "pretrain-curves"  # where finished pre-trainings' metrics.csv go (see the module docstring)
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optidel.bench.tables import TableContext, informativeness, results_markdown, verdict, write_tables
+from optidel.bench.tables import (
+    TableContext,
+    cells_markdown,
+    informativeness,
+    results_markdown,
+    verdict,
+    write_tables,
+)
 from optidel.metrics.bootstrap import (
     Interval,
     mean_paired_miou_difference,
@@ -148,6 +155,39 @@ def test_write_tables_writes_csv_md_and_the_ratio_plot(tmp_path: Path) -> None:
     assert (tmp_path / "results.csv").read_text().count("\n") == len(rows) + 1
     assert (tmp_path / "plots" / "miou_vs_ratio_mae_lf0.1.png").is_file()
     assert (tmp_path / "plots" / "miou_per_method.png").is_file()
+    assert (tmp_path / "cells.md").read_text() == cells_markdown(rows, "t")
+
+
+def test_cells_table_has_a_row_per_arm_and_seed_and_marks_missing_cells() -> None:
+    def row(method, ratio, ssl, seed, arch, ds, lf, miou):
+        return dict(
+            method=method,
+            ratio=ratio,
+            ssl=ssl,
+            seed=seed,
+            arch=arch,
+            dataset=ds,
+            label_fraction=lf,
+            miou=miou,
+        )
+
+    rows = [
+        row("random-init", 0.0, "mae", 0, "vit_tiny_patch16_224", "kvasir-seg", 0.1, 0.5204),
+        row("optidel", 0.05, "mae", 0, "vit_tiny_patch16_224", "kvasir-seg", 0.1, 0.5681),
+        row("optidel", 0.05, "mae", 0, "vit_tiny_patch16_224", "busi", 1.0, 0.6749),
+        row("full", 1.0, "mae", 1, "vit_tiny_patch16_224", "kvasir-seg", 0.1, 0.5801),
+        row("random", 0.2, "simclr", 0, "resnet18", "busi", 1.0, 0.6),
+        row("mean-mask prior", 0.0, "-", 0, "-", "kvasir-seg", 0.1, 0.528),
+    ]
+    lines = cells_markdown(rows).splitlines()
+    assert lines[2] == "| arm | seed | busi 100% | kvasir-seg 10% |"
+    assert lines[4:] == [
+        "| mean-mask prior | 0 | - | 0.528 |",  # no model first, then MAE, then SimCLR arms; seed by seed
+        "| random-init (ViT-Tiny) | 0 | - | 0.520 |",
+        "| optidel (mae 5%) | 0 | 0.675 | 0.568 |",
+        "| random (simclr 20%) | 0 | 0.600 | - |",
+        "| full (mae, whole pool) | 1 | - | 0.580 |",
+    ]
 
 
 def test_vinfo_table_ranks_sets_against_their_miou(tmp_path: Path) -> None:

@@ -474,12 +474,54 @@ def rows_csv(rows: Rows) -> str:
     return buf.getvalue()
 
 
+ARCH_NAMES = {"resnet18": "ResNet-18", "vit_tiny_patch16_224": "ViT-Tiny"}
+
+
+def _cell_label(r: Mapping[str, Any]) -> str:
+    """A row of :func:`cells_markdown`: ``optidel (mae 5%)``, ``full (mae, whole pool)``, ``random-init (ViT-Tiny)``,
+    ``mean-mask prior``."""
+    method, ssl = r["method"], r["ssl"]
+    if method == RANDOM_INIT:
+        return f"{method} ({ARCH_NAMES.get(r.get('arch', '-'), r.get('arch', '-'))})"
+    if method in REFERENCE_METHODS:
+        return method
+    return f"{method} ({ssl}, whole pool)" if r["ratio"] >= 1 else f"{method} ({ssl} {r['ratio']:.0%})"
+
+
+def cells_markdown(rows: Rows, title: str = "") -> str:
+    """Every cell of the grid (``cells.md``): a row per arm and seed, a column per dataset x label fraction, test mIoU.
+
+    ``results.md`` summarises over seeds; this keeps each measured number. Rows: by seed, then SSL method (reference
+    rows first), then run order; an unfinished fine-tuning is ``-``.
+    """
+    columns = sorted({(r["dataset"], r["label_fraction"]) for r in rows})
+    arms = list(dict.fromkeys((r["ssl"], _cell_label(r)) for r in rows))
+    cell = {(r["seed"], r["ssl"], _cell_label(r), r["dataset"], r["label_fraction"]): r["miou"] for r in rows}
+    lines = [f"# Every cell: {title}", ""] if title else []
+    lines += [
+        "Test mIoU of every fine-tuning, a row per arm and seed (`-`: not finished).",
+        "",
+        "| arm | seed | " + " | ".join(f"{d} {lf:.0%}" for d, lf in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    ssls = sorted({s for s, _ in arms}, key=lambda s: (s != "-", s))
+    for seed in sorted({r["seed"] for r in rows}):
+        for ssl in ssls:
+            for s, label in arms:
+                values = [cell.get((seed, ssl, label, d, lf)) for d, lf in columns]
+                if s == ssl and any(v is not None for v in values):
+                    text = " | ".join("-" if v is None else f"{v:.3f}" for v in values)
+                    lines.append(f"| {label} | {seed} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(out: str | Path, rows: Rows, ctx: TableContext) -> Path:
-    """Rewrite ``out/results.csv``, ``out/results.md`` and ``out/plots/``; returns the csv's path."""
+    """Rewrite ``out/results.csv``, ``out/results.md``, ``out/cells.md`` and ``out/plots/``; returns the csv's path."""
     out = Path(out)
     _counts.cache_clear()  # per-image files may have been rewritten since the last call
     atomic_write_text(out / "results.csv", rows_csv(rows))
     atomic_write_text(out / "results.md", results_markdown(rows, ctx))
+    atomic_write_text(out / "cells.md", cells_markdown(rows, ctx.name))
     if rows:
         write_plots(rows, out / "plots")
     return out / "results.csv"
