@@ -49,6 +49,7 @@ class ReportData:
         score_name: the ranking score.
         threshold: the ranking score of the last selected patch (the selection boundary), or None.
         hardest / easiest: (crop (h, w, 3) uint8, caption) for the galleries.
+        gallery_note: what a gallery thumbnail shows (printed under each gallery).
         samples: (output image (h, w, 3) uint8, caption).
         map_xy: (m, 2) PCA coordinates of a sample of patches, with ``map_cluster`` (m,) and ``map_selected`` (m,).
         failed: unreadable pool images (uid, reason).
@@ -69,6 +70,7 @@ class ReportData:
     threshold: float | None = None
     hardest: list[tuple[np.ndarray, str]] = field(default_factory=list)
     easiest: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    gallery_note: str = ""
     samples: list[tuple[np.ndarray, str]] = field(default_factory=list)
     map_xy: np.ndarray | None = None
     map_cluster: np.ndarray | None = None
@@ -348,10 +350,15 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
     if data.vinfo is not None:
         for i, v in enumerate([data.vinfo, *data.vinfo.get("alternatives", [])]):
             parts.append(_vinfo_section(v, headline=i == 0))
+    explain = [note(data.gallery_note)] if data.gallery_note else []
     if data.hardest:
-        parts.append(section(f"Hardest patches (by {data.score_name})", fig("hardest", "hardest patches")))
+        parts.append(
+            section(f"Hardest patches (by {data.score_name})", fig("hardest", "hardest patches"), *explain)
+        )
     if data.easiest:
-        parts.append(section(f"Easiest patches (by {data.score_name})", fig("easiest", "easiest patches")))
+        parts.append(
+            section(f"Easiest patches (by {data.score_name})", fig("easiest", "easiest patches"), *explain)
+        )
     if data.samples:
         parts.append(section("Sample output images", fig("samples", "sample output images")))
     if data.failed:

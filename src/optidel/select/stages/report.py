@@ -123,6 +123,12 @@ def _source_counts(
 
 
 THUMB = 96  # px of a gallery thumbnail
+GALLERY_NOTES = {
+    "context": "Each patch as its mosaic tile shows it (tile_fit context): the square around it in its source image, "
+    "with the patch's own box in yellow.",
+    "pad": "Each patch's box as its mosaic tile shows it (tile_fit pad): resized, aspect kept, on black.",
+    "stretch": "Each patch's box as its mosaic tile shows it (tile_fit stretch): resized to the square.",
+}
 OUTLINE = np.array([255, 214, 0], np.uint8)  # the patch's box drawn on a context thumbnail
 
 
@@ -180,6 +186,7 @@ def _patch_sections(
     order = order[np.isfinite(np.asarray(scores[score])[order])]
     hard, easy = order[:GALLERY].tolist(), order[::-1][:GALLERY].tolist()
     s = scores[score]
+    data.gallery_note = GALLERY_NOTES[cfg.synthesis.tile_fit]
     for rows, attr in ((hard, "hardest"), (easy, "easiest")):
         ids_ = store.values_at("image_id", rows)
         caps = [f"{s[i]:.3g} {str(u).rsplit('/', 1)[-1][:14]}" for i, u in zip(rows, ids_, strict=True)]
