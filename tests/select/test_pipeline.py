@@ -107,7 +107,8 @@ def test_outputs_and_traceability(reference: Path, pools: list[str]) -> None:
     # the unreadable image is reported, not in the manifest; the output works as a pool
     assert not any("zz_broken" in u for u in d["image_uid"])
     assert "zz_broken_0" in (out / "report.html").read_text()
-    assert "with the patch&#x27;s own box in yellow" in (out / "report.html").read_text()  # what a thumbnail shows
+    # under each gallery: what a thumbnail shows
+    assert "with the patch&#x27;s own box in yellow" in (out / "report.html").read_text()
     assert len(list_pool([out])) == n_images
     # stage times do not overlap: the lazily computed patches and k-means are not counted again in "selection"
     m = json.loads((out / "metrics.json").read_text())
