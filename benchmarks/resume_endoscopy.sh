@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/resume_endoscopy.sh [SRC]   # SRC: a src/ folder to run (default: this checkout's src/)
 #   WORKERS=2 bash benchmarks/resume_endoscopy.sh [SRC]   # two arms at once (optidel benchmark --workers)
+#   FIRST='hard-only_r0.05_mae_s1 mosaic-random_r0.05_mae_s1' bash ...   # these arm patterns before the rest
 #
 # Run it from the repository root (data_root ../shared/data resolves from there). To keep the code fixed while you
 # edit, pass the src/ of a separate worktree: `git worktree add ../bench-tree 619ebea`, then
@@ -17,7 +18,11 @@ set -euo pipefail
 SRC=$(realpath "${1:-src}")
 mkdir -p runs
 # The four OptiDEL arms of seeds 0-2 come first: the pre-registered tile_fit / optidel-cover decision needs only them.
-ONLY=(--only 'optidel*_r0.05_mae_s0' --only 'optidel*_r0.05_mae_s1' --only 'optidel*_r0.05_mae_s2')
+ONLY=()
+set -f  # the patterns are the runner's, not the shell's
+for pattern in ${FIRST:-}; do ONLY+=(--only "$pattern"); done
+set +f
+ONLY+=(--only 'optidel*_r0.05_mae_s0' --only 'optidel*_r0.05_mae_s1' --only 'optidel*_r0.05_mae_s2')
 for s in 1 2; do
   ONLY+=(--only "random-init_vit_tiny_s$s" --only "full_r1_mae_s$s" --only "random_r0.05_mae_s$s"
          --only "meddel_r0.05_mae_s$s")
