@@ -482,7 +482,8 @@ def _cell_label(r: Mapping[str, Any]) -> str:
     ``mean-mask prior``."""
     method, ssl = r["method"], r["ssl"]
     if method == RANDOM_INIT:
-        return f"{method} ({ARCH_NAMES.get(r.get('arch', '-'), r.get('arch', '-'))})"
+        arch = r.get("arch", "-")
+        return f"{method} ({ARCH_NAMES.get(arch, arch)})"
     if method in REFERENCE_METHODS:
         return method
     return f"{method} ({ssl}, whole pool)" if r["ratio"] >= 1 else f"{method} ({ssl} {r['ratio']:.0%})"
@@ -495,7 +496,8 @@ def cells_markdown(rows: Rows, title: str = "") -> str:
     rows first), then run order; an unfinished fine-tuning is ``-``.
     """
     columns = sorted({(r["dataset"], r["label_fraction"]) for r in rows})
-    arms = list(dict.fromkeys((r["ssl"], _cell_label(r)) for r in rows))
+    # reference rows (ssl "-") first, then by SSL method; run order within one
+    arms = sorted(dict.fromkeys((r["ssl"], _cell_label(r)) for r in rows), key=lambda a: (a[0] != "-", a[0]))
     cell = {(r["seed"], r["ssl"], _cell_label(r), r["dataset"], r["label_fraction"]): r["miou"] for r in rows}
     lines = [f"# Every cell: {title}", ""] if title else []
     lines += [
@@ -504,14 +506,12 @@ def cells_markdown(rows: Rows, title: str = "") -> str:
         "| arm | seed | " + " | ".join(f"{d} {lf:.0%}" for d, lf in columns) + " |",
         "|---|---|" + "---|" * len(columns),
     ]
-    ssls = sorted({s for s, _ in arms}, key=lambda s: (s != "-", s))
     for seed in sorted({r["seed"] for r in rows}):
-        for ssl in ssls:
-            for s, label in arms:
-                values = [cell.get((seed, ssl, label, d, lf)) for d, lf in columns]
-                if s == ssl and any(v is not None for v in values):
-                    text = " | ".join("-" if v is None else f"{v:.3f}" for v in values)
-                    lines.append(f"| {label} | {seed} | {text} |")
+        for ssl, label in arms:
+            values = [cell.get((seed, ssl, label, d, lf)) for d, lf in columns]
+            if any(v is not None for v in values):
+                text = " | ".join("-" if v is None else f"{v:.3f}" for v in values)
+                lines.append(f"| {label} | {seed} | {text} |")
     return "\n".join(lines) + "\n"
 
 

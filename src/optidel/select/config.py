@@ -20,8 +20,8 @@ Defaults that the papers leave open (see docs/PAPER.md) and why they were chosen
 - ``synthesis.mosaic_size`` 256 px, tiles of 128 px; ``synthesis.tile_fit = context``: the patch's box grows to the
   square around it in its source image, which is resized to the tile (no black bars, no distortion; a frame shorter
   than the box's long side gives the largest square that fits, cutting the box's ends), chosen by the pre-registered
-  comparison of the ``cpu-endoscopy``
-  benchmark (BENCHMARKS.md); ``pad`` letterboxes the box's own crop on black, ``stretch`` resizes it to the tile.
+  comparison of the ``cpu-endoscopy`` benchmark (BENCHMARKS.md); ``pad`` letterboxes the box's own crop on black,
+  ``stretch`` resizes it to the tile.
 - ``synthesis.mosaic = False`` (the hard-only ablation) keeps the image budget: ``ratio x pool`` images, each one of
   the ``N / 4`` hardest patches resized (with ``tile_fit``) to ``mosaic_size``.
 - ``proposal.proposer_batch`` 1 and ``runtime.procs`` auto: measured in BENCHMARKS.md (patch stage).
@@ -98,9 +98,8 @@ class SynthesisConfig:
 
     mosaic: bool = True  # False: the hard-only ablation (no 2x2 mosaics)
     mosaic_size: int = 256  # output image side in pixels (tiles are mosaic_size / 2)
-    # how a patch fills its tile: context (the square of source image around the patch; bars only where the frame is
-    # smaller than that square), pad (letterbox on black) or stretch; the default is the pre-registered comparison's
-    # outcome (BENCHMARKS.md, cpu-endoscopy)
+    # how a patch fills its tile: context (the square of source image around the patch, never bars), pad (letterbox
+    # on black) or stretch; the default is the pre-registered comparison's outcome (BENCHMARKS.md, cpu-endoscopy)
     tile_fit: Literal["pad", "stretch", "context"] = "context"
     grouping: Literal["random", "diverse"] = "random"  # which 4 patches share a mosaic
     # image-level methods: copy the pool files as they are, or resize them (tile_fit) to mosaic_size PNGs

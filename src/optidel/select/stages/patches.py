@@ -174,19 +174,9 @@ class PatchStage:
         self.cache.record("patches", time.perf_counter() - t0, reused == len(ranges), store.seconds)
         return store
 
-    def _signature(self) -> dict[str, Any]:
-        """The proposer/embedder spec of ``spec.json`` and the batch size: stores that share it share patches."""
-        proposer, embedder = self.models.get()
-        spec = {
-            "spec": self.cache.proposer_spec(),
-            "proposer_key": proposer.cache_key(),
-            "embedder_key": embedder.cache_key() if embedder else None,
-        }
-        return reuse_signature(spec, self.cfg.proposal.proposer_batch)
-
     def _record_images(self, root: Path, lines: Sequence[bytes]) -> None:
-        """Let later pools reuse the images of a complete store written before stores recorded them, by the
-        ``spec.json`` it was computed with (:func:`optidel.select.patches.reuse.record_images`)."""
+        """Let later pools reuse the images of a complete store, by the ``spec.json`` it was computed with
+        (:func:`optidel.select.patches.reuse.record_images`); stores of earlier versions learn them when read."""
         spec_file = root / "spec.json"
         if (root / REUSE_FILE).is_file() or not spec_file.is_file():
             return
@@ -205,8 +195,12 @@ class PatchStage:
         it (:func:`optidel.select.patches.reuse.find_reusable`), not proposed again.
         """
         proposer, embedder = self.models.get()
-        signature = self._signature()
-        spec = signature["spec"]
+        spec = {
+            "spec": self.cache.proposer_spec(),
+            "proposer_key": proposer.cache_key(),
+            "embedder_key": embedder.cache_key() if embedder else None,
+        }
+        signature = reuse_signature(spec, self.cfg.proposal.proposer_batch)
         if self.dist.rank == 0:
             check_shard_spec(root, spec)
         self.dist.barrier()  # no rank starts before stale shards are gone
@@ -240,5 +234,5 @@ class PatchStage:
         if self.dist.rank != 0:
             return None
         store = merge_shards(root, len(pool), rt.shard_size, embedding_dim(proposer, embedder))
-        record_images(root, lines, signature)
+        self._record_images(root, lines)
         return store
