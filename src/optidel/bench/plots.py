@@ -91,9 +91,9 @@ def plot_per_method(rows: Rows, path: Path) -> Path | None:
             ax.tick_params(labelsize=7)
             if i == len(lfs) - 1:
                 ax.set_xlabel("test mIoU", fontsize=8)
-    axes[0][0].set_yticks(ys, [_arm_label(*a) for a in arms], fontsize=7)
+    labels = [_arm_label(*a) for a in arms]
     for i in range(len(lfs)):
-        axes[i][0].set_yticks(ys, [_arm_label(*a) for a in arms], fontsize=7)
+        axes[i][0].set_yticks(ys, labels, fontsize=7)
     fig.suptitle(
         "test mIoU per arm: mean +- s.d. over seeds (small dots: the seeds); dotted: full pool, dashed: random init",
         fontsize=9,
