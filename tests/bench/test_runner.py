@@ -15,7 +15,7 @@ from optidel.bench.estimate import RATES, pretrain_seconds
 from optidel.bench.grid import FULL, Arm
 from optidel.bench.runner import BenchmarkRunner, BenchmarkSelectionError
 from optidel.bench.shipped import config_path, preset_path, shipped_configs
-from optidel.config import resolve_config
+from optidel.config import ConfigError, resolve_config
 from optidel.runtime.lock import RunFolderLocked, run_lock
 
 
@@ -170,6 +170,52 @@ def test_workers_run_arms_in_processes_with_the_results_of_one_worker(
         runner.run(workers=0)
 
 
+def test_a_score_with_variant_scores_patches_with_the_grids_full_mae_which_runs_first(
+    tmp_path: Path, tiny_seg: Path
+) -> None:
+    """``score_with: full``: the variant's selection ranks by reconstruction error under the full-pool MAE of its
+    seed, which is pre-trained first even when ``--only`` leaves it out; two workers never pre-train it twice."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    variants = {"recon": {"select": {"scoring": {"score": "reconstruction"}}, "score_with": "full"}}
+    cfg = _tiny(
+        tiny_seg,
+        methods=("full", "random"),
+        variants=variants,
+        blocks=({"methods": ["optidel"], "variant": "recon"},),
+    )
+    runner = BenchmarkRunner(cfg, tmp_path / "b")
+    arms = {a.key: a for a in runner.all_arms()}
+    recon, full = arms["optidel+recon_r0.25_mae_s0"], arms["full_r1_mae_s0"]
+    assert runner.scorer(recon) == full and runner.scorer(full) is None
+    # the scoring arm is busy: the variant arm waits (and so does the scoring arm while the variant pre-trains it)
+    assert runner.next_arm([recon, arms["random_r0.25_mae_s0"]], [full]) == arms["random_r0.25_mae_s0"]
+    assert runner.next_arm([full], [recon]) is None
+    runner.run(only=["optidel+recon_*"])
+    assert (tmp_path / "b" / "pretrain" / "full_r1_mae_s0" / "DONE").is_file()
+    sel = runner.select_config(recon)
+    assert sel.scoring.score == "reconstruction" and sel.scoring.mae_run == str(
+        runner.layout.pretrain_dir(full)
+    )
+    manifest = pq.read_table(runner.layout.select_dir(recon) / "manifest.parquet")
+    scores = manifest.column("score_reconstruction").to_numpy()
+    assert np.isfinite(scores).all() and scores.std() > 0
+    assert runner.next_arm([recon], [full]) == recon  # the scorer is done: nothing to wait for
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "| optidel+recon | 0.25 |" in md
+    # the scoring arm must be in the grid for every seed the variant runs
+    with pytest.raises(ConfigError, match=r"score_with: full needs the arm full \(mae, ratio 1, seed 1\)"):
+        _tiny(
+            tiny_seg,
+            methods=("full",),
+            variants=variants,
+            blocks=({"methods": ["random"], "variant": "recon", "seeds": [1]},),
+        ).validate()
+    with pytest.raises(ConfigError, match="score_with: expected a method name"):
+        _tiny(tiny_seg, variants={"recon": {"score_with": 3}})
+
+
 INTERRUPT_SCRIPT = """
 import sys
 from pathlib import Path
@@ -252,7 +298,7 @@ def test_presets_resolve() -> None:
     assert not any(
         name.startswith("demo") for name in shipped_configs()
     )  # the demo's grids need the demo's data
-    for name in ("cpu-default", "gpu-paper"):
+    for name in ("cpu-default", "gpu-paper", "cpu-endoscopy"):
         resolve_config(BenchmarkConfig, config_path(name)).validate()
     for name in ("demo", "demo-quick"):
         resolve_config(BenchmarkConfig, preset_path(name)).validate()

@@ -25,6 +25,9 @@ STAGE_CONFIGS: dict[str, type] = {
 }
 
 
+# The variant key that scores patches with a model the grid pre-trains (see BenchmarkConfig.variants).
+SCORE_WITH = "score_with"
+
 # The keys a block of the grid may set (see BenchmarkConfig.blocks).
 BLOCK_KEYS = ("methods", "ratios", "ssl", "seeds", "variant")
 
@@ -71,7 +74,10 @@ class BenchmarkConfig:
         n_boot: bootstrap replicates for the confidence intervals.
         variants: named variations of the stage settings, ``{name: {select: {...}, pretrain: {...}}}`` (e.g. a tile
             filling), checked like ``select``/``pretrain`` at load. An arm of a variant is labelled
-            ``<method>+<name>`` and gets its own selection and pre-training folders.
+            ``<method>+<name>`` and gets its own selection and pre-training folders. A variant may also say
+            ``score_with: METHOD``: its selections score patches by the reconstruction error of the MAE that the grid
+            pre-trains for METHOD with the same seed (ratio 1 for ``full``, else the arm's ratio), which then runs
+            first (the paper's v1/v2 hardness scored by a model of the same benchmark).
         blocks: further parts of the grid, each a mapping of any of ``methods``, ``ratios``, ``ssl``, ``seeds`` and
             ``variant`` (a name from ``variants``); a key a block leaves out takes the top-level value. The grid is
             the top-level one plus every block (an arm named twice runs once). Use it for grids that are not a full
@@ -138,12 +144,22 @@ class BenchmarkConfig:
         """Variants' stage settings against their config classes, blocks' keys and variant names (at load)."""
         variants: dict[str, Any] = {}
         for name, spec in self.variants.items():
-            if not isinstance(spec, dict) or set(spec) - {"select", "pretrain"}:
-                raise ConfigError(f"variants.{name}: expected a mapping with select and/or pretrain settings")
+            if not isinstance(spec, dict) or set(spec) - {"select", "pretrain", SCORE_WITH}:
+                raise ConfigError(
+                    f"variants.{name}: expected a mapping with select and/or pretrain settings (and {SCORE_WITH})"
+                )
             if not str(name).replace("-", "").replace("_", "").isalnum():
                 raise ConfigError(f"variants.{name}: a variant name is letters, digits, '-' and '_' only")
-            checked = {}
+            checked: dict[str, Any] = {}
+            if SCORE_WITH in spec:
+                if not isinstance(spec[SCORE_WITH], str) or not spec[SCORE_WITH]:
+                    raise ConfigError(
+                        f"variants.{name}.{SCORE_WITH}: expected a method name, got {spec[SCORE_WITH]!r}"
+                    )
+                checked[SCORE_WITH] = spec[SCORE_WITH]
             for stage, settings in spec.items():
+                if stage == SCORE_WITH:
+                    continue
                 settings = migrate(STAGE_CONFIGS[stage], settings, source=f"variants.{name}.{stage}")
                 from_dict(STAGE_CONFIGS[stage], settings, prefix=f"variants.{name}.{stage}.")
                 checked[stage] = settings
@@ -215,6 +231,24 @@ class BenchmarkConfig:
             for s in part["ssl"]:
                 if s not in ("mae", "simclr"):
                     raise ConfigError(f"{where}ssl: {s!r} is not mae or simclr")
+            self._check_scorer(part, where)
+
+    def _check_scorer(self, part: dict[str, Any], where: str) -> None:
+        """A ``score_with`` variant needs its scoring MAE arm in the grid for every seed and ratio it runs."""
+        method = self.variants.get(part["variant"], {}).get(SCORE_WITH) if part["variant"] else None
+        if method is None:
+            return
+        plain = [
+            p for p in self.grid_parts() if not p["variant"] and method in p["methods"] and "mae" in p["ssl"]
+        ]
+        for seed in part["seeds"]:
+            for ratio in part["ratios"]:
+                want = 1.0 if method == "full" else ratio
+                if not any(seed in p["seeds"] and (method == "full" or want in p["ratios"]) for p in plain):
+                    raise ConfigError(
+                        f"{where}variant {part['variant']!r}: {SCORE_WITH}: {method} needs the arm "
+                        f"{method} (mae, ratio {want:g}, seed {seed}) in the grid; add it to methods or a block"
+                    )
 
 
 def comparison_methods(text: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from optidel.bench.config import BenchmarkConfig, resolve_data_root
+from optidel.bench.config import SCORE_WITH, BenchmarkConfig, resolve_data_root
 from optidel.bench.estimate import StageEstimate, finetune_seconds, hours, pretrain_seconds, selection_seconds
 from optidel.bench.grid import FULL, RANDOM_INIT, Arm, FinetuneCell, RunLayout, grid_arms
 from optidel.bench.results import collect_rows, read_centres, read_set_vinfo
@@ -108,17 +108,27 @@ class BenchmarkRunner:
             # one cache for every seed: the patch stage's key holds no seed (its embedders are seed-free), so SAM
             # runs once per pool; k-means and everything after it are keyed by the seed
             base["runtime"] = {"cache_dir": str(self.layout.patch_cache)}
+        sets = self._variant(arm, "select")
+        if (scorer := self.scorer(arm)) is not None:
+            sets["scoring"] = {**sets.get("scoring", {}), "score": "reconstruction"}
+            sets["scoring"]["mae_run"] = str(self.layout.pretrain_dir(scorer))
         return layer_config(
-            SelectConfig,
-            config_file=self.cfg.select,
-            sets=self._variant(arm, "select"),
-            base=base,
-            source="benchmark select",
+            SelectConfig, config_file=self.cfg.select, sets=sets, base=base, source="benchmark select"
         )
 
     def _variant(self, arm: Arm, stage: str) -> dict[str, Any]:
         """The arm's variant settings for ``stage`` (they take precedence over the grid's stage settings)."""
         return dict(self.cfg.variants.get(arm.variant, {}).get(stage, {})) if arm.variant else {}
+
+    def scorer(self, arm: Arm) -> Arm | None:
+        """The MAE arm whose model scores this arm's patches (its variant's ``score_with``), None for most arms.
+
+        It is the plain arm of the named method with the same seed, MAE, ratio 1 for ``full`` (else this arm's).
+        """
+        method = self.cfg.variants.get(arm.variant, {}).get(SCORE_WITH) if arm.variant else None
+        if method is None:
+            return None
+        return Arm(method, 1.0 if method == FULL else arm.ratio, "mae", arm.seed)
 
     @functools.cached_property
     def _pool_leaks(self) -> bool:
@@ -323,14 +333,18 @@ class BenchmarkRunner:
         return out
 
     # -- running -------------------------------------------------------------------------------------------------
-    def run_arm(self, arm: Arm) -> None:
-        """Select (unless full) and pre-train one arm; skipped when done or when all its fine-tunings are."""
+    def run_arm(self, arm: Arm, force: bool = False) -> None:
+        """Select (unless full) and pre-train one arm; skipped when done or when all its fine-tunings are (unless
+        ``force``: a scoring arm whose model another arm needs is pre-trained even then)."""
         from optidel.select.pipeline import run_selection
         from optidel.ssl.train import pretrain
 
-        if not arm.pretrained or self.arm_finished(arm):
+        if not arm.pretrained or (self.arm_finished(arm) and not force):
             return
         if arm.selects and not is_done(self.layout.select_dir(arm)):
+            if (scorer := self.scorer(arm)) is not None and not is_done(self.layout.pretrain_dir(scorer)):
+                logger.info("benchmark: %s scores its patches with %s, which runs first", arm.key, scorer.key)
+                self.run_arm(scorer, force=True)
             self._select(arm)
         if arm.method == FULL and not is_done(self.layout.select_dir(arm)) and self.full_pool_leaks():
             logger.info("benchmark: the pool holds test images; the full arm uses its guarded copy")
@@ -375,13 +389,19 @@ class BenchmarkRunner:
         """The first arm of ``queue`` that may start beside the ``running`` ones, None if none may yet.
 
         Two arms whose selection folder is the same (the SSL methods of one method, ratio and seed; random init's
-        architectures of one seed) do not run together until that selection is finished: two processes never write
-        one folder. Everything else runs in queue order.
+        architectures of one seed) do not run together until that selection is finished, nor two arms that would
+        pre-train one folder (an arm and another arm's scoring arm, :meth:`scorer`): two processes never write one
+        folder. Everything else runs in queue order.
         """
         busy = {self.layout.select_dir(a) for a in running}
+        busy |= {self.layout.pretrain_dir(a) for a in running}
+        busy |= {self.layout.pretrain_dir(s) for a in running if (s := self.scorer(a)) is not None}
         for arm in queue:
             d = self.layout.select_dir(arm)
-            if d not in busy or is_done(d):
+            needs = [self.layout.pretrain_dir(arm)]
+            if (scorer := self.scorer(arm)) is not None and not is_done(self.layout.pretrain_dir(scorer)):
+                needs.append(self.layout.pretrain_dir(scorer))
+            if (d not in busy or is_done(d)) and not busy.intersection(needs):
                 return arm
         return None
 
@@ -405,7 +425,7 @@ class BenchmarkRunner:
             save_config(self.cfg, self.out)
             atomic_write_json(self.out / "plan.json", self.plan())
             queue = [a for a in self.arms_to_run(only) if not self.arm_finished(a)]
-            first = next((a for a in queue if a.selects), None)
+            first = next((a for a in queue if a.selects and self.scorer(a) is None), None)
             if first is not None and not is_done(self.layout.select_dir(first)):
                 self._select(first)
             threads = max(1, cpu_cores() // workers)
