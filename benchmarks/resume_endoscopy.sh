@@ -6,6 +6,7 @@
 #   bash benchmarks/resume_endoscopy.sh [SRC]   # SRC: a src/ folder to run (default: this checkout's src/)
 #   WORKERS=2 bash benchmarks/resume_endoscopy.sh [SRC]   # two arms at once (optidel benchmark --workers)
 #   FIRST='hard-only_r0.05_mae_s1 mosaic-random_r0.05_mae_s1' bash ...   # these arm patterns before the rest
+#   ONLY='optidel+recon_* optidel+prototype_*' bash ...   # these arm patterns and nothing else
 #
 # Run it from the repository root (data_root ../shared/data resolves from there). To keep the code fixed while you
 # edit, pass the src/ of a separate worktree: `git worktree add ../bench-tree 619ebea`, then
@@ -17,19 +18,22 @@
 set -euo pipefail
 SRC=$(realpath "${1:-src}")
 mkdir -p runs
-# The four OptiDEL arms of seeds 0-2 come first: the pre-registered tile_fit / optidel-cover decision needs only them.
-ONLY=()
+# ONLY: just these arms. Otherwise FIRST's arms, then the four OptiDEL arms of seeds 0-2 (the pre-registered
+# tile_fit / optidel-cover decision needs only them), then seeds 1-2 of the baselines, then the rest in run order.
+ARGS=()
 set -f  # the patterns are the runner's, not the shell's
-for pattern in ${FIRST:-}; do ONLY+=(--only "$pattern"); done
+for pattern in ${ONLY:-} ${FIRST:-}; do ARGS+=(--only "$pattern"); done
 set +f
-ONLY+=(--only 'optidel*_r0.05_mae_s0' --only 'optidel*_r0.05_mae_s1' --only 'optidel*_r0.05_mae_s2')
-for s in 1 2; do
-  ONLY+=(--only "random-init_vit_tiny_s$s" --only "full_r1_mae_s$s" --only "random_r0.05_mae_s$s"
-         --only "meddel_r0.05_mae_s$s")
-done
-ONLY+=(--only '*')
+if [ -z "${ONLY:-}" ]; then
+  ARGS+=(--only 'optidel*_r0.05_mae_s0' --only 'optidel*_r0.05_mae_s1' --only 'optidel*_r0.05_mae_s2')
+  for s in 1 2; do
+    ARGS+=(--only "random-init_vit_tiny_s$s" --only "full_r1_mae_s$s" --only "random_r0.05_mae_s$s"
+           --only "meddel_r0.05_mae_s$s")
+  done
+  ARGS+=(--only '*')
+fi
 echo "==== resume $(date -u) from $SRC, ${WORKERS:-1} worker(s) ====" >> runs/benchmark-endoscopy.log
 HF_HUB_OFFLINE=1 PYTHONPATH="$SRC" nohup nice -n 10 .venv/bin/python -m optidel.cli benchmark \
-  --config cpu-endoscopy --out runs/benchmark-endoscopy --workers "${WORKERS:-1}" "${ONLY[@]}" >> runs/benchmark-endoscopy.log 2>&1 &
+  --config cpu-endoscopy --out runs/benchmark-endoscopy --workers "${WORKERS:-1}" "${ARGS[@]}" >> runs/benchmark-endoscopy.log 2>&1 &
 echo $! > runs/bench.pid
 echo "benchmark running as pid $(cat runs/bench.pid); log runs/benchmark-endoscopy.log"
