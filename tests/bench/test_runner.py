@@ -322,3 +322,8 @@ def test_benchmark_command_only_plans_and_names_a_bad_pattern(tmp_path: Path, ti
     assert r.exit_code == 2 and len(errors) == 1 and "--only 'nope*' matches no arm" in errors[0]
     assert "Traceback" not in r.output
     assert not (tmp_path / "b" / "select").exists()  # a plan runs nothing
+    # --tables-only writes the tables from what has finished (nothing here) and the grid they were written with
+    r = CliRunner().invoke(app, [*base[:-1], "--tables-only"], terminal_width=400)
+    assert r.exit_code == 0 and "tables written to" in r.output, r.output
+    assert resolve_config(BenchmarkConfig, tmp_path / "b" / "config.yaml") == _tiny(tiny_seg)
+    assert (tmp_path / "b" / "results.md").is_file() and not (tmp_path / "b" / "select").exists()

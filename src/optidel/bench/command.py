@@ -38,7 +38,7 @@ def benchmark(
         bool, typer.Option("--plan", help="Show the grid and what is done, run nothing.")
     ] = False,
     tables_only: Annotated[
-        bool, typer.Option("--tables-only", help="Rewrite results.csv/md and plots from finished runs only.")
+        bool, typer.Option("--tables-only", help="Rewrite results.csv/md and plots from finished runs only (and config.yaml: the grid they show).")
     ] = False,
     only: Annotated[
         list[str] | None,
@@ -72,6 +72,9 @@ def benchmark(
         runner = BenchmarkRunner(cfg, out, config_file=path)
     if plan or tables_only:
         if tables_only:
+            from optidel.config import save_config
+
+            save_config(cfg, runner.out)  # the grid these tables were written with (a run in progress may be older)
             runner.write_tables()
             console.print(f"tables written to {out}")
         t = Table(title=f"benchmark {cfg.name} -> {out}", show_header=False, title_justify="left")
