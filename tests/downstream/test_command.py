@@ -65,6 +65,23 @@ def test_finetune_command(tiny_seg: Path, tmp_path: Path):
     assert m["config"]["head_dim"] == 16 and m["config"]["img_size"] == 32
     assert (out / "DONE").is_file()
 
+    # a run's config.yaml reruns it: --dataset and --encoder come from it, --out from the command line
+    again = tmp_path / "again"
+    r = runner.invoke(app, ["finetune", "--config", str(out / "config.yaml"), "--out", str(again)])
+    assert r.exit_code == 0, r.output
+    m2 = json.loads((again / "metrics.json").read_text())
+    assert m2["test"] == m["test"] and m2["config"]["dataset"] == str(tiny_seg)
+    # without a config, each of them is still required, one line naming it (never a silent random init)
+    for drop in ("--encoder", "--dataset", "--out"):
+        args = {"--encoder": "none", "--dataset": str(tiny_seg), "--out": str(tmp_path / "x")}
+        del args[drop]
+        r = runner.invoke(app, ["finetune", *[v for kv in args.items() for v in kv], *FAST])
+        errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+        assert r.exit_code == 2 and errors == [
+            f"error: {drop} is missing (give it, or a --config that sets {drop[2:]})"
+        ]
+    assert not (tmp_path / "x").exists()
+
 
 def test_finetune_command_errors(tiny_seg: Path, tmp_path: Path):
     r = runner.invoke(

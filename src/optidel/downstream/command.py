@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from optidel.downstream.config import FinetuneConfig
-from optidel.options import ConfigOption, SetOption, given, input_errors, option
+from optidel.options import ConfigOption, InputError, SetOption, given, input_errors, option
 
 console = Console()
 F = FinetuneConfig
@@ -30,6 +30,19 @@ EncoderOpt = Annotated[
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output directory (created).")]
+# finetune's: given here or by --config (a run's config.yaml reruns it as it was)
+FinetuneEncoderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        help="Pre-trained encoder file (RUN/encoder.safetensors; arch and patch size come from it), or 'none' for "
+        "a randomly initialised backbone of --arch/--patch-size: the floor every pre-training must beat. "
+        "Required unless --config sets encoder.",
+    ),
+]
+FinetuneOutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Output directory (created). Required unless --config sets out.")
+]
 ArchOpt = Annotated[
     str | None, option(F, "arch", "Backbone for --encoder none (vit_tiny, vit_small, resnet18, ...).")
 ]
@@ -61,6 +74,20 @@ def build_config(config: Path | None, sets: list[str] | None, named: dict[str, A
     return layer_config(FinetuneConfig, config_file=config, options=given(**named), sets=sets or [])
 
 
+def _require_given(config: Path | None, sets: list[str] | None, **named: Any) -> None:
+    """Each of ``named`` (an option left out) must be set by ``--config`` or ``--set``; else a one-line error.
+
+    ``encoder`` has a default (``none``, random init) that must never be taken silently for a forgotten option.
+    """
+    from optidel.config import load_yaml, parse_overrides
+
+    given_keys = set(load_yaml(config)) if config is not None else set()
+    given_keys |= set(parse_overrides(sets or []))
+    for key, value in named.items():
+        if value is None and key not in given_keys:
+            raise InputError(f"--{key} is missing (give it, or a --config that sets {key})")
+
+
 def _metrics_table(title: str, rows: list[tuple[str, Mapping[str, Any]]]) -> Table:
     t = Table(title=title, title_justify="left")
     for c in ("", "miou", "iou_fg", "dice_fg"):
@@ -76,11 +103,15 @@ def _field(result: Any, key: str) -> Any:
 
 
 def finetune(
-    encoder: EncoderOpt,
+    encoder: FinetuneEncoderOpt = None,
     dataset: Annotated[
-        Path, typer.Option("--dataset", help="Segmentation dataset folder (images/, masks/, splits.csv).")
-    ],
-    out: OutOpt,
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Segmentation dataset folder (images/, masks/, splits.csv). Required unless --config sets dataset.",
+        ),
+    ] = None,
+    out: FinetuneOutOpt = None,
     arch: ArchOpt = None,
     patch_size: PatchOpt = None,
     img_size: ImgSizeOpt = None,
@@ -99,7 +130,9 @@ def finetune(
 
     Writes config.yaml, log.txt, metrics.json, per_image.csv, history.csv, overlays.png and DONE into --out. Protocol and metric definitions: docs/downstream.md. Every field of optidel.downstream.config.FinetuneConfig can be set with --config or --set.
 
-    Precedence: defaults < --config FILE < named options < --set key=value.
+    Precedence: defaults < --config FILE < named options < --set key=value. --encoder, --dataset and --out may
+    come from --config instead: `optidel finetune --config RUN/config.yaml --encoder OTHER.safetensors --out NEW`
+    probes another encoder exactly as RUN was probed.
     """
     named = dict(
         encoder=encoder, dataset=dataset, out=out, arch=arch, patch_size=patch_size, img_size=img_size
@@ -108,6 +141,7 @@ def finetune(
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, mode=mode, label_fraction=label_fraction
     )
     cfg = build_config(config, set_, named)
+    _require_given(config, set_, encoder=encoder, dataset=dataset, out=out)
     from optidel.downstream.finetune import finetune as run_finetune
 
     with input_errors(ValueError, FileNotFoundError):
