@@ -8,6 +8,10 @@ fine-tuning settings (every dataset x label fraction), and prints each cell's te
 in this regime, whichever way it is chosen.
 
     python benchmarks/content_control.py runs/benchmark-endoscopy --seed 0 --out runs/content-control
+    python benchmarks/content_control.py runs/benchmark-endoscopy --summary 0 1 2 --average busi kvasir-seg
+
+``--summary SEEDS`` runs nothing: it pairs the finished seeds' probes with the grid's (mean over seeds, paired
+bootstrap over seeds and test images), per cell and averaged over the ``--average`` datasets per label fraction.
 
 Resumable: a finished pre-training or probe is kept (``DONE``); run the same command again after a kill. It runs
 the ``optidel`` CLI of the Python that runs it.
@@ -20,12 +24,13 @@ import csv
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from optidel.metrics.bootstrap import miou_from_counts, paired_miou_difference
+from optidel.metrics.bootstrap import mean_paired_miou_difference, miou_from_counts, paired_miou_difference
 
 SIZE = 256
 REFERENCES = ("random-init_vit_tiny_s{seed}", "random_r0.05_mae_s{seed}", "full_r1_mae_s{seed}")
@@ -61,12 +66,58 @@ def counts(run: Path) -> dict[str, np.ndarray]:
         return {r["id"]: np.array([int(r[k]) for k in ("tp", "fp", "fn", "tn")]) for r in csv.DictReader(f)}
 
 
+def stacked(runs: list[Path], ids: list[str]) -> np.ndarray:
+    """(S, I, 4) confusion counts of one cell's runs (a run per seed), images in ``ids`` order."""
+    return np.stack([np.stack([counts(r)[i] for i in ids]) for r in runs])
+
+
+def summary(bench: Path, out: Path, seeds: list[int], average: list[str]) -> None:
+    """Mean mIoU over ``seeds`` per cell, noise against random 5% and the full pool (paired), and the average."""
+    arm = "random_r0.05_mae_s{seed}"
+    cells = sorted(p.name for p in (out / f"finetune_s{seeds[0]}").iterdir() if (p / "DONE").is_file())
+    names = ("noise", *REFERENCES)
+    print(f"seeds {seeds}: mean test mIoU; noise - B paired over seeds and test images (95%, * excludes 0)")
+    print(
+        "| cell | " + " | ".join(n.split("_s{")[0] for n in names) + " | noise - random 5% | noise - full |"
+    )
+    print("|---|" + "---|" * (len(names) + 2))
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for cell in cells:
+        runs = {"noise": [out / f"finetune_s{s}" / cell for s in seeds]}
+        runs.update({r: [bench / "finetune" / r.format(seed=s) / cell for s in seeds] for r in REFERENCES})
+        ids = sorted(counts(runs["noise"][0]))
+        arrays = {k: stacked(v, ids) for k, v in runs.items()}
+        means = [f"{miou_from_counts(arrays[n].sum(1)).mean():.3f}" for n in names]
+        noise, rand, full = arrays["noise"], arrays[arm], arrays[REFERENCES[2]]
+        d = [paired_miou_difference(noise, b) for b in (rand, full)]
+        print(f"| {cell} | " + " | ".join(means) + " | " + " | ".join(_ci(x) for x in d) + " |")
+        if cell.split("_lf")[0] in average:
+            pairs.setdefault(cell.split("_lf")[1], []).append((noise, rand, full))
+    for lf, sets in pairs.items():
+        d = [mean_paired_miou_difference([(n, b[i]) for n, *b in sets]) for i in (0, 1)]
+        print(
+            f"average of {', '.join(average)}, label fraction {lf}: noise - random 5% {_ci(d[0])}; "
+            f"noise - full {_ci(d[1])}"
+        )
+
+
+def _ci(x: Any) -> str:
+    return f"{x.estimate:+.3f} [{x.low:+.3f}, {x.high:+.3f}]" + (" *" if x.excludes_zero() else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bench", type=Path, help="the benchmark folder (holds select/, pretrain/, finetune/)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/content-control"))
+    ap.add_argument(
+        "--summary", type=int, nargs="+", metavar="SEED", help="summarise these finished seeds only"
+    )
+    ap.add_argument("--average", nargs="+", default=["busi", "kvasir-seg"], help="datasets of the average")
     args = ap.parse_args()
+    if args.summary:
+        summary(args.bench, args.out, args.summary, args.average)
+        return
     seed, out, bench = args.seed, args.out, args.bench
     arm = f"random_r0.05_mae_s{seed}"
     n = len(list((bench / "select" / f"random_r0.05_s{seed}" / "images").glob("*")))
