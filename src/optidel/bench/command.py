@@ -38,7 +38,11 @@ def benchmark(
         bool, typer.Option("--plan", help="Show the grid and what is done, run nothing.")
     ] = False,
     tables_only: Annotated[
-        bool, typer.Option("--tables-only", help="Rewrite results.csv/md and plots from finished runs only (and config.yaml: the grid they show).")
+        bool,
+        typer.Option(
+            "--tables-only",
+            help="Rewrite results.csv/md and plots from finished runs only (and config.yaml: the grid they show).",
+        ),
     ] = False,
     only: Annotated[
         list[str] | None,
@@ -74,7 +78,8 @@ def benchmark(
         if tables_only:
             from optidel.config import save_config
 
-            save_config(cfg, runner.out)  # the grid these tables were written with (a run in progress may be older)
+            # the grid these tables were written with (a run in progress may have written an older one)
+            save_config(cfg, runner.out)
             runner.write_tables()
             console.print(f"tables written to {out}")
         t = Table(title=f"benchmark {cfg.name} -> {out}", show_header=False, title_justify="left")
