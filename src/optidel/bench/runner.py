@@ -395,7 +395,8 @@ class BenchmarkRunner:
         """
         busy = {self.layout.select_dir(a) for a in running}
         busy |= {self.layout.pretrain_dir(a) for a in running}
-        busy |= {self.layout.pretrain_dir(s) for a in running if (s := self.scorer(a)) is not None}
+        scorers = [s for a in running if (s := self.scorer(a)) is not None]
+        busy |= {self.layout.pretrain_dir(s) for s in scorers if not is_done(self.layout.pretrain_dir(s))}
         for arm in queue:
             d = self.layout.select_dir(arm)
             needs = [self.layout.pretrain_dir(arm)]
