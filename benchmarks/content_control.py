@@ -68,7 +68,8 @@ def counts(run: Path) -> dict[str, np.ndarray]:
 
 def stacked(runs: list[Path], ids: list[str]) -> np.ndarray:
     """(S, I, 4) confusion counts of one cell's runs (a run per seed), images in ``ids`` order."""
-    return np.stack([np.stack([counts(r)[i] for i in ids]) for r in runs])
+    per_run = [counts(r) for r in runs]  # each per_image.csv read once
+    return np.stack([np.stack([c[i] for i in ids]) for c in per_run])
 
 
 def summary(bench: Path, out: Path, seeds: list[int], average: list[str]) -> None:
