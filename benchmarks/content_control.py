@@ -9,6 +9,12 @@ in this regime, whichever way it is chosen.
 
     python benchmarks/content_control.py runs/benchmark-endoscopy --seed 0 --out runs/content-control
     python benchmarks/content_control.py runs/benchmark-endoscopy --summary 0 1 2 --average busi kvasir-seg
+    python benchmarks/content_control.py runs/benchmark-endoscopy --ssl simclr --seed 0 --out runs/content-control-simclr
+
+``--ssl`` picks the pre-training method whose arms are the references (``random_r0.05_<ssl>_s<seed>``,
+``full_r1_<ssl>_s<seed>`` and the random-init encoder of that method's architecture). Where the benchmark folder
+holds only the small files of its finished arms (restored by ``keep_small_results.py``), the pre-training settings
+and the set size come from the preset (``--preset``, the benchmark's shipped name or YAML) instead of the arm's folders.
 
 ``--summary SEEDS`` runs nothing: it pairs the finished seeds' probes with the grid's (mean over seeds, paired
 bootstrap over seeds and test images), per cell and averaged over the ``--average`` datasets per label fraction.
@@ -28,22 +34,24 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
+from optidel.bench.config import BenchmarkConfig
+from optidel.bench.grid import Arm
+from optidel.bench.runner import BenchmarkRunner
+from optidel.bench.shipped import config_path
+from optidel.config import layer_config, save_config
 from optidel.metrics.bootstrap import mean_paired_miou_difference, miou_from_counts, paired_miou_difference
+from optidel.select.config import n_target_images
+from optidel.select.outputs.noise import noise_image
 
 SIZE = 256
-REFERENCES = ("random-init_vit_tiny_s{seed}", "random_r0.05_mae_s{seed}", "full_r1_mae_s{seed}")
+# the random-init reference of each method: its default architecture
+ARCH = {"mae": "vit_tiny", "simclr": "resnet18"}
 
 
-def noise_image(rng: np.random.Generator) -> np.ndarray:
-    """(SIZE, SIZE, 3) uint8: random colour fields summed over three scales (coarse blobs to fine grain)."""
-    img = np.zeros((SIZE, SIZE, 3), np.float32)
-    for sigma, weight in ((SIZE / 8, 1.0), (SIZE / 32, 0.5), (1.5, 0.25)):
-        field = gaussian_filter(rng.normal(0, 1, (SIZE, SIZE, 3)).astype(np.float32), sigma=(sigma, sigma, 0))
-        img += weight * field / (np.abs(field).max() + 1e-6)
-    img = (img - img.min()) / (img.max() - img.min() + 1e-6)
-    return (img * 255).astype(np.uint8)
+def references(ssl: str) -> tuple[str, str, str]:
+    """Run-folder templates of the references: random init, random 5% and the full pool of ``ssl``."""
+    return (f"random-init_{ARCH[ssl]}_s{{seed}}", f"random_r0.05_{ssl}_s{{seed}}", f"full_r1_{ssl}_s{{seed}}")
 
 
 def write_noise(folder: Path, n: int, seed: int) -> None:
@@ -53,7 +61,7 @@ def write_noise(folder: Path, n: int, seed: int) -> None:
         return
     rng = np.random.default_rng([seed, 0xC0])
     for i in range(n):
-        Image.fromarray(noise_image(rng)).save(folder / f"noise_{i:05d}.png")
+        Image.fromarray(noise_image(SIZE, rng)).save(folder / f"noise_{i:05d}.png")
 
 
 def optidel(*args: str) -> None:
@@ -72,11 +80,11 @@ def stacked(runs: list[Path], ids: list[str]) -> np.ndarray:
     return np.stack([np.stack([c[i] for i in ids]) for c in per_run])
 
 
-def summary(bench: Path, out: Path, seeds: list[int], average: list[str]) -> None:
+def summary(bench: Path, out: Path, seeds: list[int], average: list[str], ssl: str) -> None:
     """Mean mIoU over ``seeds`` per cell, noise against random 5% and the full pool (paired), and the average."""
-    arm = "random_r0.05_mae_s{seed}"
+    refs = references(ssl)
     cells = sorted(p.name for p in (out / f"finetune_s{seeds[0]}").iterdir() if (p / "DONE").is_file())
-    names = ("noise", *REFERENCES)
+    names = ("noise", *refs)
     print(f"seeds {seeds}: mean test mIoU; noise - B paired over seeds and test images (95%, * excludes 0)")
     print(
         "| cell | " + " | ".join(n.split("_s{")[0] for n in names) + " | noise - random 5% | noise - full |"
@@ -85,11 +93,11 @@ def summary(bench: Path, out: Path, seeds: list[int], average: list[str]) -> Non
     pairs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for cell in cells:
         runs = {"noise": [out / f"finetune_s{s}" / cell for s in seeds]}
-        runs.update({r: [bench / "finetune" / r.format(seed=s) / cell for s in seeds] for r in REFERENCES})
+        runs.update({r: [bench / "finetune" / r.format(seed=s) / cell for s in seeds] for r in refs})
         ids = sorted(counts(runs["noise"][0]))
         arrays = {k: stacked(v, ids) for k, v in runs.items()}
         means = [f"{miou_from_counts(arrays[n].sum(1)).mean():.3f}" for n in names]
-        noise, rand, full = arrays["noise"], arrays[arm], arrays[REFERENCES[2]]
+        noise, rand, full = arrays["noise"], arrays[refs[1]], arrays[refs[2]]
         d = [paired_miou_difference(noise, b) for b in (rand, full)]
         print(f"| {cell} | " + " | ".join(means) + " | " + " | ".join(_ci(x) for x in d) + " |")
         if cell.split("_lf")[0] in average:
@@ -106,10 +114,35 @@ def _ci(x: Any) -> str:
     return f"{x.estimate:+.3f} [{x.low:+.3f}, {x.high:+.3f}]" + (" *" if x.excludes_zero() else "")
 
 
+def pretrain_settings(bench: Path, preset: str, ssl: str, seed: int, out: Path) -> tuple[Path, int]:
+    """(the pre-training config to copy, the set size) of ``random_r0.05_<ssl>_s<seed>``: from its folders, or else
+    rebuilt by the preset's runner (written to ``out/like_s<seed>.yaml``; the size is the preset's 5% of its pool)."""
+    arm = f"random_r0.05_{ssl}_s{seed}"
+    own = bench / "pretrain" / arm / "config.yaml"
+    images = list((bench / "select" / f"random_r0.05_s{seed}" / "images").glob("*"))
+    if own.is_file() and images:
+        return own, len(images)
+    path = config_path(preset)
+    runner = BenchmarkRunner(layer_config(BenchmarkConfig, config_file=path), bench, config_file=path)
+    pool = runner._pool_size()
+    if pool is None:
+        sys.exit(f"error: {path}: its pool cannot be listed, so the 5% set size is unknown")
+    out.mkdir(parents=True, exist_ok=True)
+    like = out / f"like_s{seed}.yaml"
+    save_config(runner.pretrain_config(Arm("random", 0.05, ssl, seed)), like)
+    return like, n_target_images(pool, 0.05)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bench", type=Path, help="the benchmark folder (holds select/, pretrain/, finetune/)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--ssl", choices=sorted(ARCH), default="mae", help="the pre-training method of the references"
+    )
+    ap.add_argument(
+        "--preset", default="cpu-endoscopy", help="the benchmark's config (where its folders are gone)"
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/content-control"))
     ap.add_argument(
         "--summary", type=int, nargs="+", metavar="SEED", help="summarise these finished seeds only"
@@ -117,38 +150,24 @@ def main() -> None:
     ap.add_argument("--average", nargs="+", default=["busi", "kvasir-seg"], help="datasets of the average")
     args = ap.parse_args()
     if args.summary:
-        summary(args.bench, args.out, args.summary, args.average)
+        summary(args.bench, args.out, args.summary, args.average, args.ssl)
         return
     seed, out, bench = args.seed, args.out, args.bench
-    arm = f"random_r0.05_mae_s{seed}"
-    n = len(list((bench / "select" / f"random_r0.05_s{seed}" / "images").glob("*")))
-    if n == 0:
-        sys.exit(
-            f"error: {bench}/select/random_r0.05_s{seed}/images: no images (run the benchmark's arm first)"
-        )
+    refs = references(args.ssl)
+    arm = refs[1].format(seed=seed)
+    pre = out / f"pretrain_s{seed}"
+    like, n = pretrain_settings(bench, args.preset, args.ssl, seed, out)
     noise = out / f"noise_s{seed}"
     write_noise(noise, n, seed)
 
-    pre = out / f"pretrain_s{seed}"
     if not (pre / "DONE").is_file():
         resume = ["--resume"] if (pre / "checkpoint.pt").is_file() else []
-        optidel(
-            "pretrain",
-            "--config",
-            bench / "pretrain" / arm / "config.yaml",
-            "--data",
-            noise,
-            "--out",
-            pre,
-            *resume,
-        )
+        optidel("pretrain", "--config", like, "--data", noise, "--out", pre, *resume)
 
     cells = sorted(p.name for p in (bench / "finetune" / arm).iterdir() if (p / "DONE").is_file())
     print(f"noise: {n} images ({noise}); pre-training {pre}; {len(cells)} probes as {arm}'s")
-    print(
-        "| cell | noise | " + " | ".join(r.format(seed=seed) for r in REFERENCES) + " | noise - random 5% |"
-    )
-    print("|---|---|" + "---|" * len(REFERENCES) + "---|")
+    print("| cell | noise | " + " | ".join(r.format(seed=seed) for r in refs) + " | noise - random 5% |")
+    print("|---|---|" + "---|" * len(refs) + "---|")
     for cell in cells:
         run = out / f"finetune_s{seed}" / cell
         if not (run / "DONE").is_file():
@@ -162,13 +181,13 @@ def main() -> None:
                 run,
             )
         mine = counts(run)
-        refs = [counts(bench / "finetune" / r.format(seed=seed) / cell) for r in REFERENCES]
+        ref = [counts(bench / "finetune" / r.format(seed=seed) / cell) for r in refs]
         ids = sorted(mine)
         a = np.stack([mine[i] for i in ids])[None]
         cols = [f"{miou_from_counts(a.sum(1))[0]:.3f}"]
-        for ref in refs:
-            cols.append(f"{miou_from_counts(np.stack([ref[i] for i in ids]).sum(0))[()]:.3f}")
-        diff = paired_miou_difference(a, np.stack([refs[1][i] for i in ids])[None], seed=seed)
+        for r in ref:
+            cols.append(f"{miou_from_counts(np.stack([r[i] for i in ids]).sum(0))[()]:.3f}")
+        diff = paired_miou_difference(a, np.stack([ref[1][i] for i in ids])[None], seed=seed)
         star = " *" if diff.excludes_zero() else ""
         print(
             f"| {cell} | "

@@ -1,30 +1,68 @@
-"""Look for a CPU-scale regime where pre-training on the full pool beats random init (issue: benchmark item 0).
+"""Look for a CPU-scale regime where pre-training helps, and where what the images show is what helps.
 
-One arm = one pre-training on the union of the datasets' train splits, then fine-tuning on each dataset with a
-label fraction, for several seeds; the reference is a random-init encoder of the same architecture, same protocol.
-Prints a table and writes ``benchmarks/results/regime_<name>.json``. A regime "has signal" on a dataset when
-mean(pretrained) - mean(random init) > 2 x the larger of the two seed standard deviations.
+Three encoders of one architecture, each probed (or fine-tuned) on every dataset with a label fraction, for several
+fine-tuning seeds: ``pool`` (pre-trained on the union of the pool datasets' train splits), ``noise`` with
+``--noise`` (pre-trained with the same settings and steps on round(0.05 x pool) images of smooth random colour noise,
+the ``noise`` selection method's images: no medical content) and ``random-init``. A regime **has signal** on a
+dataset when mean(pool) - mean(random init) > 2 x the larger seed s.d.; **content shows** when pool - noise is
+positive with a paired bootstrap interval (over seeds and test images) that excludes 0. A benchmark of data
+selection is only meaningful where content shows (BENCHMARKS.md, "The content control").
+
+Prints a table and writes ``OUT/NAME/summary.json``. Resumable: a finished pre-training or fine-tuning is kept.
 
 Example:
-    python benchmarks/regime_probe.py --name mae64p8 --ssl mae --steps 3000 --label-fraction 0.1 --seeds 0 1
+    python benchmarks/regime_probe.py --name mae64p8-s2000 --ssl mae --steps 2000 --pool kvasir-seg polypgen \\
+        --datasets busi kvasir-seg --label-fraction 0.1 --seeds 0 1 --mode probe --noise
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from optidel.data.pool import list_pool
 from optidel.downstream.config import FinetuneConfig
 from optidel.downstream.finetune import finetune
 from optidel.downstream.result import FinetuneResult
+from optidel.metrics.bootstrap import miou_from_counts, paired_miou_difference
+from optidel.select.config import n_target_images
+from optidel.select.outputs.noise import noise_image
 from optidel.ssl.config import PretrainConfig
 from optidel.ssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
+NOISE_PX = 256  # the noise method's default image size (synthesis.mosaic_size)
+
+
+def per_image(run: Path) -> dict[str, np.ndarray]:
+    """``id -> (4,) tp, fp, fn, tn`` from a fine-tuning's ``per_image.csv``."""
+    with (run / "per_image.csv").open() as f:
+        return {r["id"]: np.array([int(r[k]) for k in ("tp", "fp", "fn", "tn")]) for r in csv.DictReader(f)}
+
+
+def stacked(runs: list[Path]) -> np.ndarray:
+    """(S, I, 4) confusion counts of one arm's runs (one per seed), test images in a fixed order."""
+    tables = [per_image(r) for r in runs]
+    ids = sorted(tables[0])
+    return np.stack([np.stack([t[i] for i in ids]) for t in tables])
+
+
+def write_noise(folder: Path, n: int) -> Path:
+    """``n`` noise PNGs of NOISE_PX px in ``folder`` (kept when all are there), seeded by position."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        if not (folder / f"noise_{i:05d}.png").is_file():
+            Image.fromarray(noise_image(NOISE_PX, np.random.default_rng([0, i]))).save(
+                folder / f"noise_{i:05d}.png"
+            )
+    return folder
 
 
 def main() -> None:
@@ -45,14 +83,18 @@ def main() -> None:
     ap.add_argument("--ft-min-steps", type=int, default=300)
     ap.add_argument("--mode", default="finetune")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument(
+        "--noise", action="store_true", help="add the noise control (same pre-training, no content)"
+    )
     ap.add_argument("--out", default=str(ROOT / "runs" / "regime"))
     args = ap.parse_args()
 
     out = Path(args.out) / args.name
     root = Path(args.data_root)
     t0 = time.perf_counter()
+    pool = tuple(f"{root / d}:train" for d in args.pool)
     pcfg = PretrainConfig(
-        data=tuple(f"{root / d}:train" for d in args.pool),
+        data=pool,
         ssl=args.ssl,
         arch=args.arch,
         img_size=args.img_size,
@@ -62,12 +104,22 @@ def main() -> None:
         seed=0,
         checkpoint_every=250,
     ).resolved()
-    run = out / "pretrain"
-    res = pretrain(pcfg, run, resume=(run / "checkpoint.pt").is_file())
-    t_pre = time.perf_counter() - t0
-    results: dict[str, dict[str, list[float]]] = {}
+    encoders = {"pool": out / "pretrain"}
+    if args.noise:
+        n = n_target_images(len(list_pool(pool)), 0.05)
+        encoders["noise"] = out / "pretrain-noise"
+        noise_cfg = dataclasses.replace(pcfg, data=(str(write_noise(out / "noise", n)),))
+    losses, seconds = {}, {}
+    for arm, run in encoders.items():
+        t = time.perf_counter()
+        cfg = pcfg if arm == "pool" else noise_cfg
+        res = pretrain(cfg, run, resume=(run / "checkpoint.pt").is_file())
+        losses[arm], seconds[arm] = [res.first_loss, res.final_loss], round(time.perf_counter() - t, 1)
+    arms = {k: str(v / "encoder.safetensors") for k, v in encoders.items()} | {"random-init": "none"}
+    runs: dict[str, dict[str, list[Path]]] = {}
+    prior: dict[str, float] = {}
     for ds in args.datasets:
-        for arm, enc in (("pretrained", str(run / "encoder.safetensors")), ("random-init", "none")):
+        for arm, enc in arms.items():
             for seed in args.seeds:
                 fdir = out / "finetune" / f"{args.mode}_lf{args.label_fraction:g}_{arm}_{ds}_s{seed}"
                 cfg = FinetuneConfig(
@@ -84,43 +136,44 @@ def main() -> None:
                     seed=seed,
                 )
                 m = FinetuneResult.read(fdir) if (fdir / "DONE").is_file() else finetune(cfg)
-                results.setdefault(ds, {}).setdefault(arm, []).append(m.test["miou"])
-                prior = m.floors["mean-mask prior"]["miou"]
-                results[ds].setdefault("mean-mask prior", [prior])
+                runs.setdefault(ds, {}).setdefault(arm, []).append(fdir)
+                prior[ds] = m.floors["mean-mask prior"]["miou"]
     summary = {
         "name": args.name,
         "args": vars(args),
-        "pretrain_loss": [res.first_loss, res.final_loss],
-        "pretrain_s": round(t_pre, 1),
+        "pretrain_loss": losses,
+        "pretrain_s": seconds,
         "total_s": round(time.perf_counter() - t0, 1),
         "datasets": {},
     }
     print(
         f"regime {args.name}: {args.ssl} {pcfg.arch} {args.img_size}px/p{args.patch_size}, {args.steps} steps, "
-        f"label fraction {args.label_fraction}, seeds {args.seeds}"
+        f"{args.mode}, label fraction {args.label_fraction}, seeds {args.seeds}"
     )
-    print(f"{'dataset':12s} {'pretrained':>18s} {'random init':>18s} {'diff':>8s} {'2x sd':>8s} signal")
-    for ds, arms in results.items():
-        p, r = np.array(arms["pretrained"]), np.array(arms["random-init"])
-        sd = max(p.std(ddof=1) if p.size > 1 else 0, r.std(ddof=1) if r.size > 1 else 0)
-        diff = p.mean() - r.mean()
-        signal = bool(diff > 2 * sd) if p.size > 1 else None
-        summary["datasets"][ds] = {
-            "pretrained": p.tolist(),
-            "random_init": r.tolist(),
-            "mean_mask_prior": arms["mean-mask prior"][0],
-            "diff": diff,
-            "sd": sd,
-            "signal": signal,
-        }
-        print(
-            f"{ds:12s} {p.mean():8.4f} +- {p.std():.4f} {r.mean():8.4f} +- {r.std():.4f} {diff:+8.4f} "
-            f"{2 * sd:8.4f} {signal}"
+    print("| dataset | " + " | ".join(arms) + " | pool - random init | 2x sd | pool - noise (95%) |")
+    print("|---|" + "---|" * (len(arms) + 3))
+    for ds, by_arm in runs.items():
+        counts = {a: stacked(r) for a, r in by_arm.items()}
+        miou = {a: miou_from_counts(c.sum(1)) for a, c in counts.items()}  # (S,) per seed
+        sd = max(float(v.std(ddof=1)) if v.size > 1 else 0.0 for v in miou.values())
+        diff = float(miou["pool"].mean() - miou["random-init"].mean())
+        row = {a: v.tolist() for a, v in miou.items()}
+        row.update(
+            mean_mask_prior=prior[ds], diff=diff, sd=sd, signal=diff > 2 * sd if len(args.seeds) > 1 else None
         )
-    dest = ROOT / "benchmarks" / "results" / f"regime_{args.name}_{args.mode}_lf{args.label_fraction:g}.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"written {dest}")
+        content = "-"
+        if "noise" in counts:
+            ci = paired_miou_difference(counts["pool"], counts["noise"])
+            row["pool_minus_noise"] = [ci.estimate, ci.low, ci.high]
+            row["content_shows"] = bool(ci.estimate > 0 and ci.excludes_zero())
+            content = f"{ci.estimate:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]" + (
+                " *" if ci.excludes_zero() else ""
+            )
+        summary["datasets"][ds] = row
+        means = " | ".join(f"{v.mean():.3f}" for v in miou.values())
+        print(f"| {ds} | {means} | {diff:+.3f} | {2 * sd:.3f} | {content} |")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"written {out / 'summary.json'}")
 
 
 if __name__ == "__main__":

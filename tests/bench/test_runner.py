@@ -24,7 +24,7 @@ def _tiny(tiny_seg: Path, **changes) -> BenchmarkConfig:
         name="tiny",
         data_root=str(tiny_seg.parent),
         datasets=(tiny_seg.name,),
-        methods=("full", "random", "prototypes"),
+        methods=("full", "random", "prototypes", "noise"),
         ratios=(0.25,),
         seeds=(0,),
         select={
@@ -56,7 +56,7 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(
     out = tmp_path / "bench"
     runner = BenchmarkRunner(cfg, out)
     plan = runner.plan()
-    assert (plan["pretrainings"], plan["selections"], plan["finetunings"]) == (3, 2, 4)  # + random init
+    assert (plan["pretrainings"], plan["selections"], plan["finetunings"]) == (4, 3, 5)  # + random init
     # a partial run of one chosen arm ("killed" after one fine-tuning)
     runner.run(stop_after=1, only=["random_*"])
     assert BenchmarkRunner(cfg, out).plan()["finetunings done"] == 1
@@ -66,7 +66,7 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(
         BenchmarkRunner(cfg, out).run()  # one writer per benchmark folder
     results = BenchmarkRunner(cfg, out).run()
     text = results.read_text()
-    for method in ("full", "random", "prototypes", "random-init", "mean-mask prior"):
+    for method in ("full", "random", "prototypes", "noise", "random-init", "mean-mask prior"):
         assert f"\n{method}," in text
     md = (out / "results.md").read_text()
     assert "| prototypes | 0.25 |" in md and "NormDEL" in md
@@ -80,7 +80,15 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(
     arms = runner.all_arms()
     sel = runner.select_config(next(a for a in arms if a.method == "random"))
     assert all(p.endswith(":train") for p in sel.pool)  # the pool is the train split only
-    assert [a.method for a in arms] == ["random-init", "full", "random", "prototypes"]  # reference rows first
+    assert [a.method for a in arms] == [
+        "random-init",
+        "full",
+        "random",
+        "prototypes",
+        "noise",
+    ]  # references first
+    noise = runner.layout.select_dir(next(a for a in arms if a.method == "noise")) / "images"
+    assert sorted(p.name for p in noise.iterdir())[0] == "noise_00000.png"  # the control pre-trains on noise
 
     # a later session with only the small files of the fine-tunings: nothing is selected or pre-trained again
     for folder in ("select", "pretrain", "patch-cache"):
@@ -93,7 +101,7 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(
     monkeypatch.setattr("optidel.ssl.train.pretrain", must_not_run)
     monkeypatch.setattr("optidel.select.pipeline.run_selection", must_not_run)
     resumed = BenchmarkRunner(cfg, out)
-    assert resumed.plan()["finetunings done"] == 4 and resumed.plan()["pretrainings done"] == 3
+    assert resumed.plan()["finetunings done"] == 5 and resumed.plan()["pretrainings done"] == 4
     resumed.run()
     assert (out / "results.md").read_text() == before
 

@@ -434,6 +434,35 @@ def test_image_level_random_copies_files(pools: list[str], tmp_path: Path) -> No
     assert not list((out / "cache").glob("patches-*"))  # no patch stage for an image-level method
 
 
+def test_noise_control_writes_seeded_noise_in_place_of_random_pool_images(
+    pools: list[str], tmp_path: Path
+) -> None:
+    """``--method noise``: as many images as ``random``, none of them a pool image, the same for a seed."""
+    runs = {}
+    for name, seed in (("a", 0), ("again", 0), ("other", 1)):
+        out = tmp_path / name
+        run_selection(
+            cfg_for([pools[1]], out, method="noise", ratio=0.5, seed=seed, **{"synthesis.mosaic_size": 32})
+        )
+        runs[name] = out
+    table, meta = read_manifest(runs["a"] / "manifest.parquet")
+    d = table.to_pydict()
+    assert meta["level"] == "image" and table.num_rows == 5  # round(0.5 x 10), as random
+    imgs = {n: [load_rgb(runs[n] / "images" / f) for f in d["output_image"]] for n in runs}
+    pool_pixels = [load_rgb(p) for p in d["image_path"]]  # the stand-ins: none of their pixels is used
+    for img, src in zip(imgs["a"], pool_pixels, strict=True):
+        assert img.shape == (32, 32, 3) and img.std() > 20  # noise with spread, not a flat image
+        assert img.shape != src.shape or not np.array_equal(img, src)
+    assert all(np.array_equal(x, y) for x, y in zip(imgs["a"], imgs["again"], strict=True))
+    assert not any(np.array_equal(x, y) for x, y in zip(imgs["a"], imgs["other"], strict=True))
+    assert not list((runs["a"] / "cache").glob("patches-*"))  # no patch stage
+    random_out = tmp_path / "random"
+    run_selection(
+        cfg_for([pools[1]], random_out, method="random", ratio=0.5, **{"synthesis.mosaic_size": 32})
+    )
+    assert len(list((random_out / "images").iterdir())) == len(imgs["a"])
+
+
 def test_cli_select_with_config_and_overrides(pools: list[str], tmp_path: Path) -> None:
     from optidel.cli import app
 

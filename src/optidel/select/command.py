@@ -21,7 +21,7 @@ from optidel.select.config import SelectConfig
 S = SelectConfig
 _METHODS = (
     "optidel, optidel-cover, hard-only, easy, mosaic-random, optidel-grid (patch level); "
-    "random, full, meddel, semdedup, prototypes, moderate (image level)"
+    "random, full, meddel, semdedup, prototypes, moderate (image level); noise (a control: no image content)"
 )
 
 Pool = Annotated[

@@ -204,6 +204,8 @@ class StageCache:
             h.update(result.groups.tobytes())
         s = self.cfg.synthesis
         render = [result.level, s.mosaic_size, s.tile_fit, s.image_copy, STAGE_VERSION]
+        if result.content != "pool":
+            render.append(result.content)  # the same ids written as noise are other images
         if s.tile_fit == "context":
             render.append(CONTEXT_RENDER)  # its rendering changed once: images of the old one are not reused
         base = self.patches_key if result.level == "patch" else self.pool_key

@@ -1,4 +1,5 @@
-"""The images stage: ``OUT/images/`` from a selection (2x2 mosaics, single patches, or copied pool images).
+"""The images stage: ``OUT/images/`` from a selection (2x2 mosaics, single patches, copied pool images, or the noise
+images of the ``noise`` control).
 
 ``images/`` is rebuilt in ``.images-KEY.partial`` (one atomic PNG at a time, so a killed write resumes) and swapped
 in; a stamp (``OUT/cache/images.json``) records which selection it holds, so a rerun with the same one only reads.
@@ -22,6 +23,7 @@ from optidel.runtime.atomic import atomic_open
 from optidel.runtime.progress import track
 from optidel.select.config import SelectConfig
 from optidel.select.outputs.mosaic import compose, fit_tile, render_tile, save_png
+from optidel.select.outputs.noise import noise_image
 from optidel.select.patches.compute import prefetched
 from optidel.select.patches.store import PatchStore
 from optidel.select.stage_cache import StageCache
@@ -66,6 +68,8 @@ def write_images(
     tmp.mkdir(parents=True, exist_ok=True)
     if result.level == "patch":
         omap = render_patches(cfg, pool, store(), result, tmp)
+    elif result.content == "noise":
+        omap = noise_images(cfg, result, tmp)
     else:
         omap = copy_images(cfg, pool, result, tmp)
     omap.key = key
@@ -139,6 +143,17 @@ def render_patches(
             img = compose(tiles_img, syn.mosaic_size) if result.groups is not None else tiles_img[0]
             save_png(img, str(folder / name))
     return OutputMap(names, tiles)
+
+
+def noise_images(cfg: SelectConfig, result: SelectionResult, folder: Path) -> OutputMap:
+    """One noise PNG of ``mosaic_size`` px per selected position (the ``noise`` control), seeded by (seed, position)."""
+    size = cfg.synthesis.mosaic_size
+    names = [f"noise_{i:05d}.png" for i in range(result.ids.size)]
+    for i, name in enumerate(track(names, "noise images")):
+        if not (folder / name).is_file():
+            rng = np.random.default_rng([cfg.seed % (2**32), i])
+            save_png(noise_image(size, rng), str(folder / name))
+    return OutputMap(list(names), None, [(size, size)] * len(names))
 
 
 def copy_images(

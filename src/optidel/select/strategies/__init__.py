@@ -15,6 +15,7 @@ semdedup        image   baseline: SemDeDup (drop near-duplicates in each cluster
 prototypes      image   baseline: images farthest from their k-means centroid (Sorscher et al. 2022)
 moderate        image   baseline: Moderate-DS (distance to the centre closest to its cluster's median)
 full            image   reference: every pool image
+noise           image   control: ratio x pool images of random colour noise, no image content
 ==============  ======  ==========================================================================================
 
 See :mod:`optidel.select.strategies.base` for the interface and how to add one.
@@ -27,6 +28,7 @@ from optidel.select.strategies import (  # noqa: F401  (each module registers it
     meddel,
     moderate,
     mosaic_random,
+    noise_control,
     optidel,
     optidel_cover,
     optidel_grid,

@@ -49,6 +49,8 @@ class SelectionResult:
         ranking: what the order means, for the manifest and report (e.g. ``"hardest first by margin"``).
         scores: image level only: optional per-selected-image scores, ``{name: (N,)}`` (manifest ``score_<name>``).
         info: anything worth reporting (counts, thresholds).
+        content: image level: ``pool`` writes the chosen pool images; ``noise`` writes noise images in their place
+            (the ``noise`` control).
     """
 
     level: Level
@@ -57,6 +59,7 @@ class SelectionResult:
     ranking: str = ""
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    content: Literal["pool", "noise"] = "pool"
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, np.int64)
