@@ -289,3 +289,18 @@ def test_verdict_claims_a_direction_only_when_the_interval_excludes_zero() -> No
     )
     assert verdict("optidel", "random", small, None) == "optidel higher"
     assert verdict("optidel", "random", None, 0.02) == "-"
+
+
+def test_content_control_says_whether_the_pools_content_shows(tmp_path: Path) -> None:
+    """A noise arm level with the full pool: no selection can be told apart; far below it: content shows."""
+    base = {("random-init", "polyps", "mae"): 0.3, ("full", "polyps", "mae"): 0.9}
+    base.update({("random", "polyps", "mae"): 0.8})
+    ctx = TableContext("t", n_boot=200, comparisons=(("noise", "random"),), goal=0.02)
+    level = results_markdown(_rows(tmp_path / "a", {**base, ("noise", "polyps", "mae"): 0.9}), ctx)
+    assert "content control: full - noise (0.05) = +0.000" in level and "the content does not show" in level
+    far = results_markdown(_rows(tmp_path / "b", {**base, ("noise", "polyps", "mae"): 0.4}), ctx)
+    line = next(ln for ln in far.splitlines() if "content control" in ln)
+    assert "(3 seeds): the pool's content shows" in line and float(line.split("= ")[1].split()[0]) > 0.2
+    noise_row = next(ln for ln in far.splitlines() if ln.startswith("| noise - random"))
+    assert noise_row.rstrip(" |").endswith("random higher")  # a control: no goal is checked against it
+    assert "content control" not in results_markdown(_rows(tmp_path / "c", base), ctx)  # no noise arm, no line

@@ -23,6 +23,7 @@ from optidel.runtime.run_dir import is_done
 
 RANDOM_INIT = "random-init"
 FULL = "full"
+NOISE = "noise"  # the content control: pre-training on noise images (optidel.select.strategies.noise_control)
 
 
 @dataclass(frozen=True)

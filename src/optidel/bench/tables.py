@@ -2,7 +2,8 @@
 
 ``results.md`` holds, per SSL method and label fraction: a table per dataset (mean +- s.d. over seeds, NormDEL,
 paired bootstrap differences to random init, random selection and full-pool pre-training), whether the dataset is
-*informative* (:func:`informativeness`), the average over the informative datasets only (with paired CIs), the
+*informative* (:func:`informativeness`), the average over the informative datasets only (with paired CIs) and, when
+the grid has the ``noise`` control, whether the pool's content shows at all (:func:`content_check`), the
 per-centre mIoU of datasets that name their centres (PolypGen's unseen centres), MAE beside SimCLR when the grid has
 both, the V-information of each selected set beside its arm's mIoU, and the paired differences that answer the
 benchmark's questions (``BenchmarkConfig.comparisons`` and every variant against its method, each with a plain
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from optidel.bench.grid import FULL, RANDOM_INIT
+from optidel.bench.grid import FULL, NOISE, RANDOM_INIT
 from optidel.bench.plots import write_plots
 from optidel.bench.results import COLUMNS, PRIOR, REFERENCE_METHODS, per_image_counts
 from optidel.metrics.bootstrap import (
@@ -256,10 +257,10 @@ def verdict(a: str, b: str, iv: Interval | None, goal: float | None) -> str:
         text = f"{b} higher"
     else:
         text = "no difference shown"
-    if goal is not None and b in GOAL_BASELINES:
+    if goal is not None and NOISE not in (a, b) and b in GOAL_BASELINES:
         met = iv.estimate >= goal and iv.low > 0
         text += f"; goal (+{goal:g}, interval above 0) {'met' if met else 'not met'}"
-    elif goal is not None and b == FULL:
+    elif goal is not None and NOISE not in (a, b) and b == FULL:
         text += f"; goal (at least {FULL}) {'met' if iv.estimate >= 0 else 'not met'}"
     return text
 
@@ -423,6 +424,32 @@ HEADER = (
 )
 
 
+def content_check(rows: Rows, kept: list[str], ssl: str, lf: float, n_boot: int) -> str | None:
+    """One line on the content control: full - noise on the average of the informative datasets ``kept``.
+
+    Where pre-training on noise (no image content, ``noise``) does as well as on the whole pool, which images were
+    pre-trained on cannot move the result, so no selection method can be told apart in that setting. None without
+    a noise arm that ran on every kept dataset.
+    """
+    for rt in sorted({r["ratio"] for r in rows if r["method"] == NOISE}):
+        pairs = [
+            paired_counts(_runs(rows, FULL, 1.0, ds, ssl, lf), _runs(rows, NOISE, rt, ds, ssl, lf))
+            for ds in kept
+        ]
+        if not kept or any(p is None for p in pairs):
+            continue
+        iv = mean_paired_miou_difference(pairs, n_boot=n_boot)  # type: ignore[arg-type]
+        seeds = min(p[0].shape[0] for p in pairs)  # type: ignore[index]
+        head = f"content control: full - noise ({rt:g}) = {ci_text(iv)} on the informative average ({seeds} seeds)"
+        if iv.low > 0:
+            return f"{head}: the pool's content shows, so a selection can matter in this setting"
+        return (
+            f"{head}: **the content does not show**: pre-training on noise does as well as on the pool here, so no "
+            "selection method can be told apart in this setting"
+        )
+    return None
+
+
 def _section(rows: Rows, ssl: str, lf: float, ctx: TableContext) -> list[str]:
     datasets = sorted({r["dataset"] for r in rows})
     lines = ["", f"## {ssl}, label fraction {lf:g}", ""]
@@ -443,6 +470,8 @@ def _section(rows: Rows, ssl: str, lf: float, ctx: TableContext) -> list[str]:
         lines += ["", f"Averaged over: {', '.join(kept)}.", ""] + average_table(
             rows, kept, ssl, lf, ctx.n_boot
         )
+        if (line := content_check(rows, kept, ssl, lf, ctx.n_boot)) is not None:
+            lines += ["", f"_{line}_"]
     else:
         lines += ["", "No informative dataset in this setting: no average is shown."]
     if ctx.comparisons and (
