@@ -26,7 +26,6 @@ the ``optidel`` CLI of the Python that runs it.
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +36,7 @@ from PIL import Image
 
 from optidel.bench.config import BenchmarkConfig
 from optidel.bench.grid import Arm
+from optidel.bench.results import per_image_counts
 from optidel.bench.runner import BenchmarkRunner
 from optidel.bench.shipped import config_path
 from optidel.config import layer_config, save_config
@@ -69,9 +69,11 @@ def optidel(*args: str) -> None:
 
 
 def counts(run: Path) -> dict[str, np.ndarray]:
-    """``id -> (4,) tp, fp, fn, tn`` from a fine-tuning's ``per_image.csv``."""
-    with (run / "per_image.csv").open() as f:
-        return {r["id"]: np.array([int(r[k]) for k in ("tp", "fp", "fn", "tn")]) for r in csv.DictReader(f)}
+    """``id -> (4,) tp, fp, fn, tn`` of a finished fine-tuning (its ``per_image.csv``)."""
+    found = per_image_counts(run)
+    if found is None:
+        sys.exit(f"error: {run}/per_image.csv: missing or without tp/fp/fn/tn columns")
+    return found
 
 
 def stacked(runs: list[Path], ids: list[str]) -> np.ndarray:

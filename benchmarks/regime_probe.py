@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from optidel.bench.results import per_image_counts
 from optidel.data.pool import list_pool
 from optidel.downstream.config import FinetuneConfig
 from optidel.downstream.finetune import finetune
@@ -41,15 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOISE_PX = 256  # the noise method's default image size (synthesis.mosaic_size)
 
 
-def per_image(run: Path) -> dict[str, np.ndarray]:
-    """``id -> (4,) tp, fp, fn, tn`` from a fine-tuning's ``per_image.csv``."""
-    with (run / "per_image.csv").open() as f:
-        return {r["id"]: np.array([int(r[k]) for k in ("tp", "fp", "fn", "tn")]) for r in csv.DictReader(f)}
-
-
 def stacked(runs: list[Path]) -> np.ndarray:
     """(S, I, 4) confusion counts of one arm's runs (one per seed), test images in a fixed order."""
-    tables = [per_image(r) for r in runs]
+    tables = [per_image_counts(r) for r in runs]
     ids = sorted(tables[0])
     return np.stack([np.stack([t[i] for i in ids]) for t in tables])
 
