@@ -303,4 +303,6 @@ def test_content_control_says_whether_the_pools_content_shows(tmp_path: Path) ->
     assert "(3 seeds): the pool's content shows" in line and float(line.split("= ")[1].split()[0]) > 0.2
     noise_row = next(ln for ln in far.splitlines() if ln.startswith("| noise - random"))
     assert noise_row.rstrip(" |").endswith("random higher")  # a control: no goal is checked against it
-    assert "content control" not in results_markdown(_rows(tmp_path / "c", base), ctx)  # no noise arm, no line
+    assert "content control" not in results_markdown(
+        _rows(tmp_path / "c", base), ctx
+    )  # no noise arm, no line

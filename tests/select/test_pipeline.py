@@ -456,6 +456,9 @@ def test_noise_control_writes_seeded_noise_in_place_of_random_pool_images(
     assert all(np.array_equal(x, y) for x, y in zip(imgs["a"], imgs["again"], strict=True))
     assert not any(np.array_equal(x, y) for x, y in zip(imgs["a"], imgs["other"], strict=True))
     assert not list((runs["a"] / "cache").glob("patches-*"))  # no patch stage
+    report = tmp_path / "report"
+    run_selection(cfg_for([pools[1]], report, method="noise", ratio=0.5, **{"report.enabled": True}))
+    assert "noise, 256 px (no pool pixel)" in (report / "report.html").read_text()
     random_out = tmp_path / "random"
     run_selection(
         cfg_for([pools[1]], random_out, method="random", ratio=0.5, **{"synthesis.mosaic_size": 32})

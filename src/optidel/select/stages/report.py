@@ -77,7 +77,11 @@ def run_summary(
         )
     else:
         s["selected images"] = int(result.ids.size)
-        s["image files"] = cfg.synthesis.image_copy
+        s["image files"] = (
+            f"noise, {cfg.synthesis.mosaic_size} px (no pool pixel)"
+            if result.content == "noise"
+            else cfg.synthesis.image_copy
+        )
     s["seed"] = cfg.seed
     return s
 
