@@ -5,7 +5,8 @@ of that seed) with exactly the pre-training settings of that arm, probes the enc
 fine-tuning settings (every dataset x label fraction), and prints each cell's test mIoU beside random init, random
 5% and the full pool of the same seed, with paired bootstrap differences over the test images
 (``optidel.metrics.bootstrap``). If noise probes like real frames, what the 5% set holds cannot move the result much
-in this regime, whichever way it is chosen.
+in this regime, whichever way it is chosen. A grid can carry this control itself (the selection method ``noise``,
+whose tables then say whether the content shows); this script adds it beside a grid that was registered without it.
 
     python benchmarks/content_control.py runs/benchmark-endoscopy --seed 0 --out runs/content-control
     python benchmarks/content_control.py runs/benchmark-endoscopy --summary 0 1 2 --average busi kvasir-seg
