@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from optidel.bench.results import per_image_counts
 from optidel.data.pool import list_pool
@@ -33,7 +32,7 @@ from optidel.downstream.finetune import finetune
 from optidel.downstream.result import FinetuneResult
 from optidel.metrics.bootstrap import miou_from_counts, paired_miou_difference
 from optidel.select.config import n_target_images
-from optidel.select.outputs.noise import noise_image
+from optidel.select.outputs.noise import write_noise_images
 from optidel.ssl.config import PretrainConfig
 from optidel.ssl.train import pretrain
 
@@ -46,17 +45,6 @@ def stacked(runs: list[Path]) -> np.ndarray:
     tables = [per_image_counts(r) for r in runs]
     ids = sorted(tables[0])
     return np.stack([np.stack([t[i] for i in ids]) for t in tables])
-
-
-def write_noise(folder: Path, n: int) -> Path:
-    """``n`` noise PNGs of NOISE_PX px in ``folder`` (kept when all are there), seeded by position."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        if not (folder / f"noise_{i:05d}.png").is_file():
-            Image.fromarray(noise_image(NOISE_PX, np.random.default_rng([0, i]))).save(
-                folder / f"noise_{i:05d}.png"
-            )
-    return folder
 
 
 def main() -> None:
@@ -102,7 +90,9 @@ def main() -> None:
     if args.noise:
         n = n_target_images(len(list_pool(pool)), 0.05)
         encoders["noise"] = out / "pretrain-noise"
-        noise_cfg = dataclasses.replace(pcfg, data=(str(write_noise(out / "noise", n)),))
+        (out / "noise").mkdir(parents=True, exist_ok=True)
+        write_noise_images(out / "noise", n, NOISE_PX, seed=0)  # the noise method's images of seed 0
+        noise_cfg = dataclasses.replace(pcfg, data=(str(out / "noise"),))
     losses, seconds = {}, {}
     for arm, run in encoders.items():
         t = time.perf_counter()

@@ -257,10 +257,12 @@ def verdict(a: str, b: str, iv: Interval | None, goal: float | None) -> str:
         text = f"{b} higher"
     else:
         text = "no difference shown"
-    if goal is not None and NOISE not in (a, b) and b in GOAL_BASELINES:
+    if NOISE in (a, b):
+        return text  # a control: the goal is not asked of it
+    if goal is not None and b in GOAL_BASELINES:
         met = iv.estimate >= goal and iv.low > 0
         text += f"; goal (+{goal:g}, interval above 0) {'met' if met else 'not met'}"
-    elif goal is not None and NOISE not in (a, b) and b == FULL:
+    elif goal is not None and b == FULL:
         text += f"; goal (at least {FULL}) {'met' if iv.estimate >= 0 else 'not met'}"
     return text
 
@@ -432,14 +434,12 @@ def content_check(rows: Rows, kept: list[str], ssl: str, lf: float, n_boot: int)
     a noise arm that ran on every kept dataset.
     """
     for rt in sorted({r["ratio"] for r in rows if r["method"] == NOISE}):
-        pairs = [
-            paired_counts(_runs(rows, FULL, 1.0, ds, ssl, lf), _runs(rows, NOISE, rt, ds, ssl, lf))
-            for ds in kept
-        ]
-        if not kept or any(p is None for p in pairs):
+        noise_vs_full = comparison_pairs(rows, NOISE, rt, FULL, ssl, lf, kept)
+        if len(noise_vs_full) != len(kept):
             continue
-        iv = mean_paired_miou_difference(pairs, n_boot=n_boot)  # type: ignore[arg-type]
-        seeds = min(p[0].shape[0] for p in pairs)  # type: ignore[index]
+        pairs = [(full, noise) for noise, full in noise_vs_full.values()]
+        iv = mean_paired_miou_difference(pairs, n_boot=n_boot)
+        seeds = min(p[0].shape[0] for p in pairs)
         head = f"content control: full - noise ({rt:g}) = {ci_text(iv)} on the informative average ({seeds} seeds)"
         if iv.low > 0:
             return f"{head}: the pool's content shows, so a selection can matter in this setting"

@@ -7,6 +7,8 @@ gradients at every scale but nothing of what a medical image shows.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -20,3 +22,15 @@ def noise_image(size: int, rng: np.random.Generator) -> np.ndarray:
         img += weight * field / (np.abs(field).max() + 1e-6)
     img = (img - img.min()) / (img.max() - img.min() + 1e-6)
     return (img * 255).astype(np.uint8)
+
+
+def write_noise_images(folder: Path, n: int, size: int, seed: int) -> list[str]:
+    """``noise_00000.png`` ... in ``folder``: image i seeded by (seed, i), so a set of n is the first n of a larger
+    one; files already there are kept (a killed write resumes). Returns the file names in order."""
+    from optidel.select.outputs.mosaic import save_png
+
+    names = [f"noise_{i:05d}.png" for i in range(n)]
+    for i, name in enumerate(names):
+        if not (folder / name).is_file():
+            save_png(noise_image(size, np.random.default_rng([seed % (2**32), i])), str(folder / name))
+    return names

@@ -23,7 +23,7 @@ from optidel.runtime.atomic import atomic_open
 from optidel.runtime.progress import track
 from optidel.select.config import SelectConfig
 from optidel.select.outputs.mosaic import compose, fit_tile, render_tile, save_png
-from optidel.select.outputs.noise import noise_image
+from optidel.select.outputs.noise import write_noise_images
 from optidel.select.patches.compute import prefetched
 from optidel.select.patches.store import PatchStore
 from optidel.select.stage_cache import StageCache
@@ -148,11 +148,7 @@ def render_patches(
 def noise_images(cfg: SelectConfig, result: SelectionResult, folder: Path) -> OutputMap:
     """One noise PNG of ``mosaic_size`` px per selected position (the ``noise`` control), seeded by (seed, position)."""
     size = cfg.synthesis.mosaic_size
-    names = [f"noise_{i:05d}.png" for i in range(result.ids.size)]
-    for i, name in enumerate(track(names, "noise images")):
-        if not (folder / name).is_file():
-            rng = np.random.default_rng([cfg.seed % (2**32), i])
-            save_png(noise_image(size, rng), str(folder / name))
+    names = write_noise_images(folder, int(result.ids.size), size, cfg.seed)
     return OutputMap(list(names), None, [(size, size)] * len(names))
 
 
