@@ -9,10 +9,14 @@ positive with a paired bootstrap interval (over seeds and test images) that excl
 selection is only meaningful where content shows (BENCHMARKS.md, "The content control").
 
 Prints a table and writes ``OUT/NAME/summary.json``. Resumable: a finished pre-training or fine-tuning is kept.
+``--ft-set KEY=VALUE ...`` changes the fine-tuning settings (``FinetuneConfig`` keys) and keeps the screen's
+pre-trainings: its fine-tunings and summary are named after the settings (``OUT/NAME/summary-num_levels1.json``), so
+one pair of encoders can be probed several ways.
 
 Example:
     python benchmarks/regime_probe.py --name mae64p8-s2000 --ssl mae --steps 2000 --pool kvasir-seg polypgen \\
         --datasets busi kvasir-seg --label-fraction 0.1 --seeds 0 1 --mode probe --noise
+    python benchmarks/regime_probe.py --name mae64p8-s2000 ... --ft-set num_levels=1   # the last block's tokens only
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from optidel.bench.results import per_image_counts
+from optidel.config import from_dict, parse_overrides
 from optidel.data.pool import list_pool
 from optidel.downstream.config import FinetuneConfig
 from optidel.downstream.finetune import finetune
@@ -68,8 +73,19 @@ def main() -> None:
     ap.add_argument(
         "--noise", action="store_true", help="add the noise control (same pre-training, no content)"
     )
+    ap.add_argument(
+        "--ft-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fine-tuning settings (FinetuneConfig keys)",
+    )
     ap.add_argument("--out", default=str(ROOT / "runs" / "regime"))
     args = ap.parse_args()
+    ft_set = parse_overrides(args.ft_set)
+    checked = from_dict(FinetuneConfig, ft_set)  # an unknown key or a wrong type fails here, naming it
+    ft_set = {k: getattr(checked, k) for k in ft_set}
+    tag = "".join(f"_{k}{v}" for k, v in sorted(ft_set.items()))
 
     out = Path(args.out) / args.name
     root = Path(args.data_root)
@@ -105,7 +121,7 @@ def main() -> None:
     for ds in args.datasets:
         for arm, enc in arms.items():
             for seed in args.seeds:
-                fdir = out / "finetune" / f"{args.mode}_lf{args.label_fraction:g}_{arm}_{ds}_s{seed}"
+                fdir = out / "finetune" / f"{args.mode}_lf{args.label_fraction:g}{tag}_{arm}_{ds}_s{seed}"
                 cfg = FinetuneConfig(
                     encoder=enc,
                     dataset=str(root / ds),
@@ -119,6 +135,7 @@ def main() -> None:
                     mode=args.mode,
                     seed=seed,
                 )
+                cfg = dataclasses.replace(cfg, **ft_set)
                 m = FinetuneResult.read(fdir) if (fdir / "DONE").is_file() else finetune(cfg)
                 runs.setdefault(ds, {}).setdefault(arm, []).append(fdir)
                 prior[ds] = m.floors["mean-mask prior"]["miou"]
@@ -133,6 +150,7 @@ def main() -> None:
     print(
         f"regime {args.name}: {args.ssl} {pcfg.arch} {args.img_size}px/p{args.patch_size}, {args.steps} steps, "
         f"{args.mode}, label fraction {args.label_fraction}, seeds {args.seeds}"
+        + (f", {ft_set}" if ft_set else "")
     )
     print("| dataset | " + " | ".join(arms) + " | pool - random init | 2x sd | pool - noise (95%) |")
     print("|---|" + "---|" * (len(arms) + 3))
@@ -156,8 +174,9 @@ def main() -> None:
         summary["datasets"][ds] = row
         means = " | ".join(f"{v.mean():.3f}" for v in miou.values())
         print(f"| {ds} | {means} | {diff:+.3f} | {2 * sd:.3f} | {content} |")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"written {out / 'summary.json'}")
+    summary_file = out / f"summary{tag.replace('_', '-', 1)}.json"
+    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"written {summary_file}")
 
 
 if __name__ == "__main__":
