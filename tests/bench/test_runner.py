@@ -144,6 +144,22 @@ def test_plan_counts_and_estimates_a_grid_of_ssl_methods_ratios_and_fractions(
     )
 
 
+def test_plan_counts_the_patch_stage_only_for_methods_that_read_patches(
+    tmp_path: Path, tiny_seg: Path
+) -> None:
+    """A grid of whole-image methods (full, random, the noise control) never runs SAM: no patch stage to plan."""
+    images_only = BenchmarkRunner(_tiny(tiny_seg, methods=("full", "random", "noise")), tmp_path / "a")
+    assert images_only.plan()["selections"] == 2 and images_only.plan()["patch stage"] == 0
+    est = {e.stage: e for e in images_only.stage_estimates()}
+    assert est["patch stage"].seconds_total == 0
+    assert not images_only.needs_patches(Arm("noise", 0.25, "mae", 0))
+    assert not images_only.needs_patches(Arm(FULL, 1.0, "mae", 0))
+    with_patches = BenchmarkRunner(_tiny(tiny_seg, methods=("random", "optidel")), tmp_path / "b")
+    assert with_patches.plan()["patch stage"] == 1 and with_patches.needs_patches(
+        Arm("optidel", 0.25, "mae", 0)
+    )
+
+
 def test_workers_run_arms_in_processes_with_the_results_of_one_worker(
     tmp_path: Path, tiny_seg: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -120,6 +120,14 @@ class BenchmarkRunner:
         """The arm's variant settings for ``stage`` (they take precedence over the grid's stage settings)."""
         return dict(self.cfg.variants.get(arm.variant, {}).get(stage, {})) if arm.variant else {}
 
+    @staticmethod
+    def needs_patches(arm: Arm) -> bool:
+        """Whether ``arm``'s selection runs the patch stage (SAM or grid patches, embeddings): not for ``full`` and
+        for whole-image methods such as ``random`` and the ``noise`` control."""
+        from optidel.select.strategies.base import get_strategy
+
+        return arm.selects and get_strategy(arm.method).needs_patches
+
     def scorer(self, arm: Arm) -> Arm | None:
         """The MAE arm whose model scores this arm's patches (its variant's ``score_with``), None for most arms.
 
@@ -259,20 +267,23 @@ class BenchmarkRunner:
         arms = [a for a in self.all_arms() if a.pretrained]
         needed = {a: not (is_done(self.layout.pretrain_dir(a)) or self.arm_finished(a)) for a in arms}
         sel: dict[Path, bool] = {}
+        with_patches: dict[Path, bool] = {}  # the selections that run the patch stage
         for a in arms:
             if a.selects:
                 d = self.layout.select_dir(a)
                 sel[d] = sel.get(d, True) and (is_done(d) or not needed[a])
+                if self.needs_patches(a):
+                    with_patches[d] = sel[d]
         cells = {self.layout.finetune_dir(c): c for c in self.finetune_cells()}
-        sel_arm = next((a for a in arms if a.selects), None)
+        sel_arm = next((a for a in arms if self.needs_patches(a)), None)
         uses_sam = sel_arm is not None and self.select_config(sel_arm).proposal.patches in (
             "sam",
             "sam-checkpoint",
         )
         patch_s, select_s = selection_seconds(self._pool_size() or 0, uses_sam)
-        # a shared patch cache: SAM runs once for the pool, in the first selection; else in every selection
-        shared = {"pool": any(sel.values())} if sel else {}
-        patch = shared if self.cfg.share_patch_cache else sel
+        # a shared patch cache: SAM runs once for the pool, in the first selection that needs patches; else in each
+        shared = {"pool": any(with_patches.values())} if with_patches else {}
+        patch = shared if self.cfg.share_patch_cache else with_patches
         return [
             StageEstimate.of("patch stage", [patch_s] * len(patch), list(patch.values())),
             StageEstimate.of("selections", [select_s] * len(sel), list(sel.values())),
@@ -411,8 +422,8 @@ class BenchmarkRunner:
         fine-tunings) with ``cores // workers`` torch threads; this process rewrites the tables as arms finish.
 
         Small models may keep more CPU cores busy this way than with all cores in one process (as the patch stage's
-        workers do, BENCHMARKS.md). The first unfinished selection runs before the workers start, alone: with a
-        shared patch cache that SAM has not filled yet, SAM then runs once. Results are those of a one-worker run
+        workers do, BENCHMARKS.md). The first unfinished selection that runs the patch stage runs before the workers
+        start, alone: with a shared patch cache that SAM has not filled yet, SAM then runs once. Results are those of a one-worker run
         up to float rounding where the torch thread count differs. Ctrl-C or a failing arm stops every worker (a
         resume redoes the fine-tunings they were in); killed, this process takes its workers with it.
         """
@@ -426,7 +437,7 @@ class BenchmarkRunner:
             save_config(self.cfg, self.out)
             atomic_write_json(self.out / "plan.json", self.plan())
             queue = [a for a in self.arms_to_run(only) if not self.arm_finished(a)]
-            first = next((a for a in queue if a.selects and self.scorer(a) is None), None)
+            first = next((a for a in queue if self.needs_patches(a) and self.scorer(a) is None), None)
             if first is not None and not is_done(self.layout.select_dir(first)):
                 self._select(first)
             threads = max(1, cpu_cores() // workers)
