@@ -122,8 +122,8 @@ class BenchmarkRunner:
 
     @staticmethod
     def needs_patches(arm: Arm) -> bool:
-        """Whether ``arm``'s selection runs the patch stage (SAM or grid patches, embeddings): not for ``full`` and
-        for whole-image methods such as ``random`` and the ``noise`` control."""
+        """Whether ``arm``'s selection runs the patch stage (SAM or grid patches, embeddings): neither ``full`` nor
+        the whole-image methods such as ``random`` and the ``noise`` control do."""
         from optidel.select.strategies.base import get_strategy
 
         return arm.selects and get_strategy(arm.method).needs_patches
@@ -423,9 +423,9 @@ class BenchmarkRunner:
 
         Small models may keep more CPU cores busy this way than with all cores in one process (as the patch stage's
         workers do, BENCHMARKS.md). The first unfinished selection that runs the patch stage runs before the workers
-        start, alone: with a shared patch cache that SAM has not filled yet, SAM then runs once. Results are those of a one-worker run
-        up to float rounding where the torch thread count differs. Ctrl-C or a failing arm stops every worker (a
-        resume redoes the fine-tunings they were in); killed, this process takes its workers with it.
+        start, alone: with a shared patch cache that SAM has not filled yet, SAM then runs once. Results are those of
+        a one-worker run up to float rounding where the torch thread count differs. Ctrl-C or a failing arm stops
+        every worker (a resume redoes the fine-tunings they were in); killed, this process takes its workers with it.
         """
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
