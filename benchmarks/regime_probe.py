@@ -10,8 +10,9 @@ selection is only meaningful where content shows (BENCHMARKS.md, "The content co
 
 Prints a table and writes ``OUT/NAME/summary.json``. Resumable: a finished pre-training or fine-tuning is kept.
 ``--ft-set KEY=VALUE ...`` changes the fine-tuning settings (``FinetuneConfig`` keys) and keeps the screen's
-pre-trainings: its fine-tunings and summary are named after the settings (``OUT/NAME/summary-num_levels1.json``), so
-one pair of encoders can be probed several ways.
+pre-trainings: its fine-tunings and summary are named after the settings (``OUT/NAME/summary-num_levels1.json``), as
+is the summary of a label fraction other than the default (``summary-lf0.02.json``), so one pair of encoders can be
+probed several ways.
 
 Example:
     python benchmarks/regime_probe.py --name mae64p8-s2000 --ssl mae --steps 2000 --pool kvasir-seg polypgen \\
@@ -174,7 +175,8 @@ def main() -> None:
         summary["datasets"][ds] = row
         means = " | ".join(f"{v.mean():.3f}" for v in miou.values())
         print(f"| {ds} | {means} | {diff:+.3f} | {2 * sd:.3f} | {content} |")
-    summary_file = out / f"summary{tag.replace('_', '-', 1)}.json"
+    lf = "" if args.label_fraction == ap.get_default("label_fraction") else f"_lf{args.label_fraction:g}"
+    summary_file = out / f"summary{(lf + tag).replace('_', '-', 1)}.json"
     summary_file.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"written {summary_file}")
 
