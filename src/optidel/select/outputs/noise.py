@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from optidel.runtime.progress import track
+from optidel.select.outputs.mosaic import save_png
+
 
 def noise_image(size: int, rng: np.random.Generator) -> np.ndarray:
     """(size, size, 3) uint8: random colour fields at blur sigmas size/8, size/32 and 1.5 px (weights 1, 0.5,
@@ -27,10 +30,8 @@ def noise_image(size: int, rng: np.random.Generator) -> np.ndarray:
 def write_noise_images(folder: Path, n: int, size: int, seed: int) -> list[str]:
     """``noise_00000.png`` ... in ``folder``: image i seeded by (seed, i), so a set of n is the first n of a larger
     one; files already there are kept (a killed write resumes). Returns the file names in order."""
-    from optidel.select.outputs.mosaic import save_png
-
     names = [f"noise_{i:05d}.png" for i in range(n)]
-    for i, name in enumerate(names):
+    for i, name in enumerate(track(names, "noise images")):
         if not (folder / name).is_file():
             save_png(noise_image(size, np.random.default_rng([seed % (2**32), i])), str(folder / name))
     return names
