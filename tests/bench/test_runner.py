@@ -154,10 +154,19 @@ def test_plan_counts_the_patch_stage_only_for_methods_that_read_patches(
     assert est["patch stage"].seconds_total == 0
     assert not images_only.needs_patches(Arm("noise", 0.25, "mae", 0))
     assert not images_only.needs_patches(Arm(FULL, 1.0, "mae", 0))
-    with_patches = BenchmarkRunner(_tiny(tiny_seg, methods=("random", "optidel")), tmp_path / "b")
+    with_patches = BenchmarkRunner(_tiny(tiny_seg, methods=("random", "optidel"), seeds=(0, 1)), tmp_path / "b")
     assert with_patches.plan()["patch stage"] == 1 and with_patches.needs_patches(
         Arm("optidel", 0.25, "mae", 0)
     )
+    # seed 0's selection finished, its small files restored on a machine without the patch cache: seed 1's
+    # selection runs SAM again, so the patch stage is still to do, until the cache holds a finished one
+    (d := with_patches.layout.select_dir(Arm("optidel", 0.25, "mae", 0))).mkdir(parents=True)
+    (d / "DONE").write_text("{}")
+    assert with_patches.plan()["selections done"] == 1 and with_patches.plan()["patch stage done"] == 0
+    (with_patches.layout.patch_cache / ".patches-abc.partial").mkdir(parents=True)
+    assert with_patches.plan()["patch stage done"] == 0
+    (with_patches.layout.patch_cache / "patches-abc").mkdir()
+    assert with_patches.plan()["patch stage done"] == 1
 
 
 def test_workers_run_arms_in_processes_with_the_results_of_one_worker(

@@ -257,6 +257,11 @@ class BenchmarkRunner:
         except (PoolError, OSError):
             return None
 
+    def patch_cache_filled(self) -> bool:
+        """Whether the shared patch cache holds a finished patch stage (a ``patches-<key>`` folder; one being built
+        is ``.patches-<key>.partial``, :mod:`optidel.select.stage_cache`)."""
+        return any(p.is_dir() for p in self.layout.patch_cache.glob("patches-*"))
+
     def stage_estimates(self) -> list[StageEstimate]:
         """Runs, finished runs and estimated seconds (2 CPU cores, :mod:`optidel.bench.estimate`) per stage.
 
@@ -281,8 +286,10 @@ class BenchmarkRunner:
             "sam-checkpoint",
         )
         patch_s, select_s = selection_seconds(self._pool_size() or 0, uses_sam)
-        # a shared patch cache: SAM runs once for the pool, in the first selection that needs patches; else in each
-        shared = {"pool": any(with_patches.values())} if with_patches else {}
+        # a shared patch cache: SAM runs once for the pool, in the first selection that needs patches; else in each.
+        # Done when the cache holds a finished patch stage, or no selection needs it any more: finished selections
+        # alone (their small files kept, the cache gone with a machine) leave the next one to run SAM again.
+        shared = {"pool": all(with_patches.values()) or self.patch_cache_filled()} if with_patches else {}
         patch = shared if self.cfg.share_patch_cache else with_patches
         return [
             StageEstimate.of("patch stage", [patch_s] * len(patch), list(patch.values())),
