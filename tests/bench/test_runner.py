@@ -154,7 +154,9 @@ def test_plan_counts_the_patch_stage_only_for_methods_that_read_patches(
     assert est["patch stage"].seconds_total == 0
     assert not images_only.needs_patches(Arm("noise", 0.25, "mae", 0))
     assert not images_only.needs_patches(Arm(FULL, 1.0, "mae", 0))
-    with_patches = BenchmarkRunner(_tiny(tiny_seg, methods=("random", "optidel"), seeds=(0, 1)), tmp_path / "b")
+    with_patches = BenchmarkRunner(
+        _tiny(tiny_seg, methods=("random", "optidel"), seeds=(0, 1)), tmp_path / "b"
+    )
     assert with_patches.plan()["patch stage"] == 1 and with_patches.needs_patches(
         Arm("optidel", 0.25, "mae", 0)
     )
