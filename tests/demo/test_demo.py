@@ -114,3 +114,24 @@ def test_verdict_calls_a_difference_only_beyond_the_interval_and_the_seed_spread
     )  # the clause names the difference in brackets
     assert "MAE on optidel 10% beats random init (+" in text
     assert "MAE on optidel 10% and MAE on random 10% are not distinguishable (+0.000 mIoU" in text
+
+
+def test_verdict_names_a_lead_whose_interval_excludes_0_but_not_the_seed_spread() -> None:
+    """An interval above or below 0 that twice the seed s.d. swallows is neither "beats" nor "not distinguishable"."""
+    from optidel.demo.summary import verdict
+    from optidel.metrics.bootstrap import Interval
+
+    def comp(iv: Interval, seeds: int) -> dict:
+        return {"a": "MAE on random 10%", "b": "random init", "interval": iv, "spread": 0.124, "seeds": seeds}
+
+    behind = comp(Interval(-0.117, -0.198, -0.040), 2)
+    text = verdict([{**behind, "clear": False}], 2, synthetic=True)
+    assert text == (
+        "Over 2 seeds on a SYNTHETIC task: MAE on random 10% is behind random init but not clearly (-0.117 mIoU, "
+        "95% CI [-0.198, -0.040]; less than twice the seed s.d., 0.124)."
+    )
+    ahead = comp(Interval(0.05, 0.01, 0.09), 1)
+    assert "MAE on random 10% is ahead of random init but not clearly (+0.050 mIoU" in verdict(
+        [{**ahead, "clear": False}], 1, synthetic=False
+    )
+    assert "; one seed)" in verdict([{**ahead, "clear": False}], 1, synthetic=False)

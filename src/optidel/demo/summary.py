@@ -98,11 +98,17 @@ def comparisons(rows: Rows, n_boot: int = 2000) -> list[dict[str, Any]]:
 
 
 def _clause(c: dict[str, Any]) -> str:
+    """One comparison in words: a clear difference, one whose interval excludes 0 but which the seed spread (or a
+    single seed) leaves unclear, or none; the numbers are a - b."""
     iv: Interval = c["interval"]
     diff = f"{iv.estimate:+.3f} mIoU, 95% CI [{iv.low:+.3f}, {iv.high:+.3f}]"
     if c["clear"]:
         verb = "beats" if iv.estimate > 0 else "is worse than"
         return f"{c['a']} {verb} {c['b']} ({diff}, more than twice the seed s.d.)"
+    if iv.excludes_zero():
+        verb = "ahead of" if iv.estimate > 0 else "behind"
+        why = f"less than twice the seed s.d., {c['spread']:.3f}" if c["seeds"] > 1 else "one seed"
+        return f"{c['a']} is {verb} {c['b']} but not clearly ({diff}; {why})"
     spread = f"; twice the seed s.d. is {c['spread']:.3f}" if c["seeds"] > 1 else ""
     return f"{c['a']} and {c['b']} are not distinguishable ({diff}{spread})"
 
