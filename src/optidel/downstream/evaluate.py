@@ -87,16 +87,7 @@ def results_markdown(rows: list[dict[str, Any]], encoder: str, mode: str) -> str
         "mean-mask prior miou",
         "best epoch",
     ]
-    keys = [
-        "dataset",
-        "miou",
-        "iou_fg",
-        "dice_fg",
-        "floor_all_background_miou",
-        "floor_all_foreground_miou",
-        "floor_mean_mask_prior_miou",
-        "best_epoch",
-    ]
+    keys = RESULT_COLUMNS[: len(head)]  # the columns that ``head`` names, in its order
     lines = [
         f"# Downstream segmentation: {encoder} ({mode})",
         "",
