@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from optidel.bench.config import BenchmarkConfig
-from optidel.config import load_config
 from optidel.bench.tables import choices_table, informativeness
+from optidel.config import load_config
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -44,7 +44,9 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
-    ap.add_argument("pairs", nargs="+", help="A:B method labels as results.csv writes them (e.g. optidel:semdedup)")
+    ap.add_argument(
+        "pairs", nargs="+", help="A:B method labels as results.csv writes them (e.g. optidel:semdedup)"
+    )
     ap.add_argument("--ssl", default="mae")
     ap.add_argument("--label-fractions", type=float, nargs="+", default=[0.1, 1.0])
     args = ap.parse_args(argv)
