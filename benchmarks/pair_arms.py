@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(BenchmarkConfig, args.run_dir / "config.yaml")
     rows = read_rows(args.run_dir)
     datasets = sorted({r["dataset"] for r in rows})
+    methods = {r["method"] for r in rows}
+    if unknown := sorted({m for pair in pairs for m in pair} - methods):
+        ap.error(
+            f"{args.run_dir}: no method {unknown[0]!r} in results.csv (it has: {', '.join(sorted(methods))})"
+        )
     for lf in args.label_fractions:
         kept = [ds for ds in datasets if informativeness(rows, ds, args.ssl, lf).informative]
         print(f"\n{args.ssl}, label fraction {lf:g}; informative: {', '.join(kept) or 'none'} (post hoc)\n")

@@ -34,3 +34,10 @@ def test_bad_pair_is_a_usage_error(capsys):
         _pair_arms().main([str(KEPT), "optidel-semdedup"])
     assert exc.value.code == 2
     assert "expected A:B" in capsys.readouterr().err
+
+
+def test_unknown_method_is_named(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _pair_arms().main([str(KEPT), "optidel:semdedupp"])
+    assert exc.value.code == 2
+    assert "no method 'semdedupp'" in capsys.readouterr().err
