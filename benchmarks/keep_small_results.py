@@ -31,16 +31,15 @@ CURVES = "pretrain-curves"  # where finished pre-trainings' metrics.csv go (see 
 
 
 def finished_runs(root: Path, stage: str) -> list[Path]:
-    """Run folders of ``stage`` under ``root`` that hold a DONE marker, and, for selections, the kept copies of
-    finished ones: a folder whose only files are the kept names (a selection's DONE is not kept, see the module
-    docstring, so without this a restore would leave every selection's ``vinfo.json`` behind).
+    """Run folders of ``stage`` under ``root`` that hold a DONE marker, and, for a stage whose DONE is not kept (the
+    selections, see the module docstring), the kept copies of finished ones: folders holding only kept names.
+    Without those a restore would leave every selection's ``vinfo.json`` behind.
     """
     done = {d.parent for d in (root / stage).rglob("DONE") if d.is_file()}
-    if stage == "select":
-        kept = set(KEEP[stage])
-        for v in (root / stage).rglob(KEEP[stage][0]):
-            if {f.name for f in v.parent.iterdir()} <= kept:
-                done.add(v.parent)
+    kept = set(KEEP.get(stage, ()))
+    if kept and "DONE" not in kept:
+        folders = {f.parent for name in kept for f in (root / stage).rglob(name) if f.is_file()}
+        done |= {d for d in folders if {f.name for f in d.iterdir()} <= kept}
     return sorted(done)
 
 
