@@ -37,6 +37,22 @@ def _arm_label(method: str, ratio: float, ssl: str) -> str:
     return f"{method} ({ssl})" if method == FULL else f"{method} {ratio:.0%} ({ssl})"
 
 
+_DODGE = 0.014  # log10 step between the dodged methods of plot_vs_ratio (15 methods span a factor of 1.6)
+
+
+def _ordered_methods(rows: Rows) -> list[str]:
+    """The selection methods in ``rows`` (not the reference rows): the full pool first, then by name."""
+    return sorted(
+        {r["method"] for r in rows if r["method"] not in REFERENCE_METHODS}, key=lambda m: (m != FULL, m)
+    )
+
+
+def _method_colours(plt: Any, rows: Rows) -> dict[str, Any]:
+    """One colour per selection method (tab20, in ``_ordered_methods`` order), the same in every picture of a grid."""
+    palette = plt.get_cmap("tab20")
+    return {m: palette(i % 20) for i, m in enumerate(_ordered_methods(rows))}
+
+
 def plot_per_method(rows: Rows, path: Path) -> Path | None:
     """Test mIoU of every arm: a panel per (label fraction, dataset), a row per arm (method, ratio, SSL method).
 
@@ -54,9 +70,7 @@ def plot_per_method(rows: Rows, path: Path) -> Path | None:
     )
     if not datasets or not arms:
         return None
-    methods = list(dict.fromkeys(a[0] for a in arms if a[0] not in REFERENCE_METHODS))
-    palette = plt.get_cmap("tab20")
-    colour = {m: palette(i % 20) for i, m in enumerate(methods)}
+    colour = _method_colours(plt, rows)
     fig, axes = plt.subplots(
         len(lfs),
         len(datasets),
@@ -105,37 +119,65 @@ def plot_per_method(rows: Rows, path: Path) -> Path | None:
 
 
 def plot_vs_ratio(rows: Rows, ssl: str, lf: float, path: Path) -> Path | None:
-    """mIoU (mean over seeds) against the retained ratio, one panel per dataset: a line per selection method, full-pool
-    pre-training at ratio 1 (and as a dotted level), random init as a dashed level."""
+    """mIoU against the retained ratio, one panel per dataset: each selection method's mean over seeds with +- s.d.
+    whiskers, joined by a line where it ran at several ratios; full-pool pre-training at ratio 1 (and as a dotted
+    level), random init as a dashed level.
+
+    A grid runs most methods at one ratio (5%), so their points would sit on one another: each method's points are
+    shifted sideways by a small fixed factor of their own (a dodge, the same in every panel), and the x ticks stay at
+    the true ratios. Colours are the per-arm picture's (``_method_colours``), and one legend outside the panels names
+    them, so that no panel's points hide behind it.
+    """
     plt = _pyplot()
     sub = [r for r in rows if r["label_fraction"] == lf and r["ssl"] in (ssl, "-")]
     datasets = sorted({r["dataset"] for r in sub})
-    methods = sorted({r["method"] for r in sub if r["method"] not in REFERENCE_METHODS})
+    methods = _ordered_methods(sub)
     if not datasets or not methods:
         return None
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.5), squeeze=False)
+    colour = _method_colours(plt, rows)
+    dodged = [m for m in methods if m != FULL]
+    shift = {m: 10 ** (_DODGE * (k - (len(dodged) - 1) / 2)) for k, m in enumerate(dodged)}
+    ratios = sorted({r["ratio"] for r in sub if r["method"] not in REFERENCE_METHODS})
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(2.6 + 3.6 * len(datasets), 3.8), squeeze=False, layout="constrained"
+    )
+    handles: dict[str, Any] = {}
     for ax, ds in zip(axes[0], datasets, strict=True):
         here = [r for r in sub if r["dataset"] == ds]
         for m in methods:
             xs = sorted({r["ratio"] for r in here if r["method"] == m})
-            ys = [np.mean([r["miou"] for r in here if r["method"] == m and r["ratio"] == x]) for x in xs]
             if not xs:
                 continue
-            ax.plot(
-                xs, ys, marker="*" if m == FULL else "o", label=m, linestyle="-" if len(xs) > 1 else "none"
+            stats = [_mean_sd([r["miou"] for r in here if r["method"] == m and r["ratio"] == x]) for x in xs]
+            means = [mu for mu, _ in stats]
+            handles[m] = ax.errorbar(
+                [x * shift.get(m, 1.0) for x in xs],
+                means,
+                yerr=[sd for _, sd in stats],
+                color=colour[m],
+                marker="*" if m == FULL else "o",
+                markersize=8 if m == FULL else (6 if len(xs) > 1 else 4),
+                linestyle="-" if len(xs) > 1 else "none",
+                linewidth=1.5,
+                elinewidth=0.8,
+                capsize=2,
             )
             if m == FULL:
-                ax.axhline(ys[0], color="gray", linestyle=":", linewidth=1)
+                ax.axhline(means[0], color=colour[m], linestyle=":", linewidth=1)
         init = [r["miou"] for r in here if r["method"] == RANDOM_INIT]
         if init:
-            ax.axhline(float(np.mean(init)), color="black", linestyle="--", linewidth=1, label=RANDOM_INIT)
+            handles[RANDOM_INIT] = ax.axhline(
+                float(np.mean(init)), color="black", linestyle="--", linewidth=1
+            )
         ax.set_xscale("log")
-        ax.set_xlabel("retained ratio of the pool")
+        ax.set_xticks(ratios, [f"{x:.0%}" for x in ratios])
+        ax.minorticks_off()
+        ax.grid(axis="y", linewidth=0.3)
+        ax.set_xlabel("retained ratio of the pool (points dodged sideways)", fontsize=8)
         ax.set_title(ds)
-    axes[0][0].set_ylabel("test mIoU (mean over seeds)")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{ssl}, label fraction {lf:g}", fontsize=9)
-    fig.tight_layout()
+    axes[0][0].set_ylabel("test mIoU, mean +- s.d. over seeds")
+    fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=7)
+    fig.suptitle(f"{ssl}, {lf:.0%} of the labels", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
