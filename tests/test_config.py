@@ -14,6 +14,7 @@ from optidel.config import (
     ConfigDeprecationWarning,
     ConfigError,
     canonical_key,
+    config_hash,
     field_default,
     layer_config,
     load_config,
@@ -123,6 +124,26 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     save_config(cfg, tmp_path)
     assert (tmp_path / "config.yaml").is_file()
     assert load_config(Cfg, tmp_path / "config.yaml") == cfg
+
+
+def test_config_hash_follows_the_settings_not_the_file_layout(tmp_path: Path) -> None:
+    from optidel.bench.command import load_benchmark_config
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("name: t\nseeds: [0, 1]\npretrain: {steps: 50, lr: 0.001}\n")
+    b.write_text(
+        "# the same settings, other order and layout\npretrain:\n  lr: 1.0e-3\n  steps: 50\nseeds: [0, 1]\nname: t\n"
+    )
+    (cfg_a, _), (cfg_b, _) = load_benchmark_config(str(a), []), load_benchmark_config(str(b), [])
+    assert config_hash(cfg_a) == config_hash(cfg_b)
+    assert len(config_hash(cfg_a)) == 12 and int(config_hash(cfg_a), 16) >= 0
+    assert config_hash(load_benchmark_config(str(a), ["pretrain.steps=51"])[0]) != config_hash(cfg_a)
+    save_config(
+        cfg_a, tmp_path / "run"
+    )  # a run folder's config.yaml hashes as the config it was written from
+    assert config_hash(load_benchmark_config(str(tmp_path / "run" / "config.yaml"), [])[0]) == config_hash(
+        cfg_a
+    )
 
 
 # -- the precedence table, through each command's own config builder ---------------------------------------------

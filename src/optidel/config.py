@@ -31,6 +31,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import hashlib
+import json
 import types
 import typing
 import warnings
@@ -78,6 +80,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         return v
 
     return plain(cfg)
+
+
+def config_hash(cfg: Any) -> str:
+    """A config's fingerprint: the first 12 hex digits of the sha256 of its :func:`to_dict` as canonical JSON (keys
+    sorted, no spaces), so neither key order nor YAML layout changes it.
+
+    Equal hashes mean equal settings, not equal code: the commit that ran a config is recorded apart from it.
+    """
+    text = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:

@@ -15,7 +15,7 @@ from optidel.bench.estimate import RATES, pretrain_seconds
 from optidel.bench.grid import FULL, Arm
 from optidel.bench.runner import BenchmarkRunner, BenchmarkSelectionError
 from optidel.bench.shipped import config_path, preset_path, shipped_configs
-from optidel.config import ConfigError, resolve_config
+from optidel.config import ConfigError, config_hash, resolve_config
 from optidel.runtime.lock import RunFolderLocked, run_lock
 
 
@@ -70,6 +70,10 @@ def test_tiny_benchmark_runs_resumes_and_tabulates(
         assert f"\n{method}," in text
     md = (out / "results.md").read_text()
     assert "| prototypes | 0.25 |" in md and "NormDEL" in md
+    # the tables name the config they came from, as --plan, plan.json and the log do
+    assert f"hash `{config_hash(cfg)}`" in md and plan["config hash"] == config_hash(cfg)
+    assert json.loads((out / "plan.json").read_text())["config hash"] == config_hash(cfg)
+    assert f"config hash {config_hash(cfg)}" in (out / "log.txt").read_text()
     full_row = next(line for line in md.splitlines() if line.startswith("| full |"))
     vs_init, vs_random, vs_full = (c.strip() for c in full_row.strip("|").split("|")[5:8])
     assert vs_init.startswith(("+", "-")) and "[" in vs_init  # paired with the random-init run of its seed

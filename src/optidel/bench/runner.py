@@ -26,7 +26,7 @@ from optidel.bench.estimate import StageEstimate, finetune_seconds, hours, pretr
 from optidel.bench.grid import FULL, RANDOM_INIT, Arm, FinetuneCell, RunLayout, grid_arms
 from optidel.bench.results import collect_rows, read_centres, read_set_vinfo
 from optidel.bench.tables import TableContext, write_tables
-from optidel.config import layer_config, save_config
+from optidel.config import config_hash, layer_config, save_config
 from optidel.data.pool import PoolError, list_pool
 from optidel.data.segmentation import is_seg_dataset
 from optidel.downstream.config import FinetuneConfig
@@ -330,7 +330,7 @@ class BenchmarkRunner:
         """The grid, how many runs of each stage it holds and how many are done, and the estimated time left; with
         ``only``, also which arms a run with those patterns works through, in order."""
         est = self.stage_estimates()
-        out: dict[str, Any] = {"grid": self.grid_text()}
+        out: dict[str, Any] = {"grid": self.grid_text(), "config hash": config_hash(self.cfg)}
         unfinished = [a.key for a in self.all_arms() if not self.arm_finished(a)]
         out["arms unfinished (run order)"] = ", ".join(unfinished) or "-"
         if only:
@@ -379,6 +379,13 @@ class BenchmarkRunner:
             return
         logger.info("benchmark: fine-tuning %s on %s", cell.arm.key, cell.key)
         finetune(self.finetune_config(cell))
+
+    def _record_start(self) -> None:
+        """Write the resolved ``config.yaml`` and ``plan.json`` (with the config hash) and log what runs."""
+        save_config(self.cfg, self.out)
+        plan = self.plan()
+        atomic_write_json(self.out / "plan.json", plan)
+        logger.info("benchmark %s (config hash %s) -> %s", self.cfg.name, plan["config hash"], self.out)
 
     def run(self, stop_after: int | None = None, only: Sequence[str] = (), workers: int = 1) -> Path:
         """Run every unfinished stage, holding ``out``'s run lock; tables are rewritten after each fine-tuning.
@@ -441,8 +448,7 @@ class BenchmarkRunner:
 
         handler = attach_run_log(self.out)
         try:
-            save_config(self.cfg, self.out)
-            atomic_write_json(self.out / "plan.json", self.plan())
+            self._record_start()
             queue = [a for a in self.arms_to_run(only) if not self.arm_finished(a)]
             first = next((a for a in queue if self.needs_patches(a) and self.scorer(a) is None), None)
             if first is not None and not is_done(self.layout.select_dir(first)):
@@ -500,8 +506,7 @@ class BenchmarkRunner:
         """:meth:`run` for a caller that holds ``run_lock(out)`` itself (the demo, which also writes its data)."""
         handler = attach_run_log(self.out)
         try:
-            save_config(self.cfg, self.out)
-            atomic_write_json(self.out / "plan.json", self.plan())
+            self._record_start()
             arms = self.arms_to_run(only)
             if only:
                 logger.info("benchmark: --only: %d arm(s): %s", len(arms), ", ".join(a.key for a in arms))
@@ -528,7 +533,13 @@ class BenchmarkRunner:
             if arm.selects and (v := read_set_vinfo(self.layout.select_dir(arm))) is not None:
                 vinfo[(arm.label, arm.ratio, arm.seed)] = v
         return TableContext(
-            self.cfg.name, self.cfg.n_boot, centres, vinfo, tuple(self.cfg.comparison_pairs()), self.cfg.goal
+            self.cfg.name,
+            self.cfg.n_boot,
+            centres,
+            vinfo,
+            tuple(self.cfg.comparison_pairs()),
+            self.cfg.goal,
+            config_hash(self.cfg),
         )
 
     def rows(self) -> list[dict[str, Any]]:

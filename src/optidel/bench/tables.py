@@ -407,6 +407,7 @@ class TableContext:
         comparisons: (A, B) method labels compared pairwise (:func:`choices_table`).
         goal: the margin a method must gain over random and MedDEL on the informative average (:func:`verdict`);
             None: the verdicts give the direction only.
+        config_hash: the benchmark config's :func:`optidel.config.config_hash`, named under the title (None: not).
     """
 
     name: str
@@ -415,6 +416,7 @@ class TableContext:
     set_vinfo: SetVInfo | None = None
     comparisons: tuple[tuple[str, str], ...] = ()
     goal: float | None = None
+    config_hash: str | None = None
 
 
 HEADER = (
@@ -483,7 +485,14 @@ def _section(rows: Rows, ssl: str, lf: float, ctx: TableContext) -> list[str]:
 
 def results_markdown(rows: Rows, ctx: TableContext) -> str:
     """The whole ``results.md``: a section per (SSL method, label fraction), then MAE vs SimCLR when both ran."""
-    lines = [f"# Benchmark results: {ctx.name}", "", HEADER]
+    lines = [f"# Benchmark results: {ctx.name}", ""]
+    if ctx.config_hash:
+        lines += [
+            f"Config: `config.yaml` of this folder, hash `{ctx.config_hash}` (`optidel benchmark --config FILE "
+            "--plan` prints the hash of a config file).",
+            "",
+        ]
+    lines.append(HEADER)
     settings = sorted({(r["ssl"], r["label_fraction"]) for r in rows if r["method"] not in REFERENCE_METHODS})
     for ssl, lf in settings:
         lines += _section(rows, ssl, lf, ctx)
