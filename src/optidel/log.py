@@ -6,7 +6,12 @@ directory gets a ``log.txt`` through :func:`attach_run_log`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.metadata
 import logging
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +30,41 @@ def attach_run_log(run_dir: str | Path, filename: str = "log.txt") -> logging.Ha
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.setLevel(logging.DEBUG)
+    # which code wrote what follows (each start or resume of a run appends its own line); to this file only
+    handler.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, code_provenance(), None, None))
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
     return handler
+
+
+@functools.lru_cache(maxsize=1)
+def code_provenance() -> str:
+    """``optidel 0.1.0 (git 6b4b97b, uncommitted changes), python 3.11.7, torch 2.14.1``: the code a run used.
+
+    The git part is there when optidel runs from a git checkout (an editable install or ``PYTHONPATH=src``) and git
+    answers within 5 s; "uncommitted changes" when tracked files differ from that commit. Written by hand because
+    no library here records this: ``importlib.metadata`` knows the version, not the commit.
+    """
+    from optidel import __version__
+
+    here = Path(__file__).parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    text = f"optidel {__version__}"
+    if commit := git("rev-parse", "--short", "HEAD"):
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        text += f" (git {commit}{', uncommitted changes' if dirty else ''})"
+    text += f", python {platform.python_version()}"
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        text += f", torch {importlib.metadata.version('torch')}"
+    return text
 
 
 def detach_run_log(handler: logging.Handler) -> None:
