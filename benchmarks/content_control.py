@@ -10,6 +10,8 @@ whose tables then say whether the content shows); this script adds it beside a g
 
     python benchmarks/content_control.py runs/benchmark-endoscopy --seed 0 --out runs/content-control
     python benchmarks/content_control.py runs/benchmark-endoscopy --summary 0 1 2 --average busi kvasir-seg
+    python benchmarks/content_control.py runs/benchmark-default --preset cpu-default --out runs/cc-default \
+        --summary 0 1 2 --also optidel_r0.05_mae       # noise against OptiDEL's arm too
     python benchmarks/content_control.py runs/benchmark-endoscopy --ssl simclr --seed 0 --out runs/content-control-simclr
 
 ``--ssl`` picks the pre-training method whose arms are the references (``random_r0.05_<ssl>_s<seed>``,
@@ -18,7 +20,8 @@ holds only the small files of its finished arms (restored by ``keep_small_result
 and the set size come from the preset (``--preset``, the benchmark's shipped name or YAML) instead of the arm's folders.
 
 ``--summary SEEDS`` runs nothing: it pairs the finished seeds' probes with the grid's (mean over seeds, paired
-bootstrap over seeds and test images), per cell and averaged over the ``--average`` datasets per label fraction.
+bootstrap over seeds and test images), per cell and averaged over the ``--average`` datasets per label fraction;
+``--also ARM`` adds any other arm of the grid to the pairs.
 
 Resumable: a finished pre-training or probe is kept (``DONE``); run the same command again after a kill. It runs
 the ``optidel`` CLI of the Python that runs it.
@@ -83,33 +86,39 @@ def stacked(runs: list[Path], ids: list[str]) -> np.ndarray:
     return np.stack([np.stack([c[i] for i in ids]) for c in per_run])
 
 
-def summary(bench: Path, out: Path, seeds: list[int], average: list[str], ssl: str) -> None:
-    """Mean mIoU over ``seeds`` per cell, noise against random 5% and the full pool (paired), and the average."""
+def summary(bench: Path, out: Path, seeds: list[int], average: list[str], ssl: str, also: list[str]) -> None:
+    """Mean mIoU over ``seeds`` per cell, noise against random 5%, the full pool and each arm of ``also`` (run-folder
+    names without the seed, e.g. ``optidel_r0.05_mae``), paired, and the average over the ``average`` datasets."""
     refs = references(ssl)
+    others = {"random 5%": refs[1], "full": refs[2]} | {a: f"{a}_s{{seed}}" for a in also}
     cells = sorted(p.name for p in (out / f"finetune_s{seeds[0]}").iterdir() if (p / "DONE").is_file())
-    names = ("noise", *refs)
+    names = ("noise", refs[0], *others.values())
     print(f"seeds {seeds}: mean test mIoU; noise - B paired over seeds and test images (95%, * excludes 0)")
     print(
-        "| cell | " + " | ".join(n.split("_s{")[0] for n in names) + " | noise - random 5% | noise - full |"
+        "| cell | "
+        + " | ".join(n.split("_s{")[0] for n in names)
+        + " | "
+        + " | ".join(f"noise - {o}" for o in others)
+        + " |"
     )
-    print("|---|" + "---|" * (len(names) + 2))
-    pairs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    print("|---|" + "---|" * (len(names) + len(others)))
+    pairs: dict[str, list[tuple[np.ndarray, ...]]] = {}
     for cell in cells:
         runs = {"noise": [out / f"finetune_s{s}" / cell for s in seeds]}
-        runs.update({r: [bench / "finetune" / r.format(seed=s) / cell for s in seeds] for r in refs})
+        runs.update({r: [bench / "finetune" / r.format(seed=s) / cell for s in seeds] for r in names[1:]})
         ids = sorted(counts(runs["noise"][0]))
         arrays = {k: stacked(v, ids) for k, v in runs.items()}
         means = [f"{miou_from_counts(arrays[n].sum(1)).mean():.3f}" for n in names]
-        noise, rand, full = arrays["noise"], arrays[refs[1]], arrays[refs[2]]
-        d = [paired_miou_difference(noise, b) for b in (rand, full)]
+        noise, bs = arrays["noise"], [arrays[r] for r in others.values()]
+        d = [paired_miou_difference(noise, b) for b in bs]
         print(f"| {cell} | " + " | ".join(means) + " | " + " | ".join(_ci(x) for x in d) + " |")
         if cell.split("_lf")[0] in average:
-            pairs.setdefault(cell.split("_lf")[1], []).append((noise, rand, full))
+            pairs.setdefault(cell.split("_lf")[1], []).append((noise, *bs))
     for lf, sets in pairs.items():
-        d = [mean_paired_miou_difference([(n, b[i]) for n, *b in sets]) for i in (0, 1)]
+        d = [mean_paired_miou_difference([(n, b[i]) for n, *b in sets]) for i in range(len(others))]
         print(
-            f"average of {', '.join(average)}, label fraction {lf}: noise - random 5% {_ci(d[0])}; "
-            f"noise - full {_ci(d[1])}"
+            f"average of {', '.join(average)}, label fraction {lf}: "
+            + "; ".join(f"noise - {o} {_ci(x)}" for o, x in zip(others, d, strict=True))
         )
 
 
@@ -151,9 +160,17 @@ def main() -> None:
         "--summary", type=int, nargs="+", metavar="SEED", help="summarise these finished seeds only"
     )
     ap.add_argument("--average", nargs="+", default=["busi", "kvasir-seg"], help="datasets of the average")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="ARM",
+        help="with --summary: pair noise with this arm of the grid too (its run folder without the seed, e.g. "
+        "optidel_r0.05_mae); repeatable",
+    )
     args = ap.parse_args()
     if args.summary:
-        summary(args.bench, args.out, args.summary, args.average, args.ssl)
+        summary(args.bench, args.out, args.summary, args.average, args.ssl, args.also)
         return
     seed, out, bench = args.seed, args.out, args.bench
     refs = references(args.ssl)
