@@ -42,8 +42,8 @@ def attach_run_log(run_dir: str | Path, filename: str = "log.txt") -> logging.Ha
 def code_provenance() -> str:
     """``optidel 0.1.0 (git 6b4b97b, uncommitted changes), python 3.11.7, torch 2.14.1``: the code a run used.
 
-    The git part is there when optidel runs from a git checkout (an editable install or ``PYTHONPATH=src``) and git
-    answers within 5 s; "uncommitted changes" when tracked files differ from that commit. Written by hand because
+    The git part is there when optidel runs from a git checkout that tracks this file (an editable install or
+    ``PYTHONPATH=src``) and git answers within 5 s; "uncommitted changes" when tracked files differ from that commit. Written by hand because
     no library here records this: ``importlib.metadata`` knows the version, not the commit.
     """
     from optidel import __version__
@@ -58,7 +58,10 @@ def code_provenance() -> str:
         return done.stdout.strip() if done.returncode == 0 else None
 
     text = f"optidel {__version__}"
-    if commit := git("rev-parse", "--short", "HEAD"):
+    # this file tracked in the checkout: not an installed copy inside some other project's repository
+    if git("ls-files", "--error-unmatch", Path(__file__).name) is not None and (
+        commit := git("rev-parse", "--short", "HEAD")
+    ):
         dirty = git("status", "--porcelain", "--untracked-files=no")
         text += f" (git {commit}{', uncommitted changes' if dirty else ''})"
     text += f", python {platform.python_version()}"

@@ -12,10 +12,10 @@ import optidel
 from optidel.log import attach_run_log, code_provenance, detach_run_log, logger
 
 
-def _git_head() -> str | None:
+def _git(*args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", "-C", str(Path(optidel.__file__).parent), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(Path(optidel.__file__).parent), *args],
             capture_output=True,
             text=True,
             timeout=5,
@@ -23,6 +23,13 @@ def _git_head() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _git_head() -> str | None:
+    """The commit of the checkout optidel runs from, None for an installed copy (its files untracked)."""
+    if _git("ls-files", "--error-unmatch", "log.py") is None:
+        return None
+    return _git("rev-parse", "--short", "HEAD")
 
 
 def test_code_provenance_names_version_commit_and_python() -> None:
