@@ -31,11 +31,10 @@ def _rows() -> list[dict]:
 
 
 def test_every_method_has_its_own_colour_the_full_pool_first() -> None:
-    import matplotlib.pyplot as plt
 
     rows = _rows()
     assert _ordered_methods(rows) == ["full", *sorted(METHODS)]
-    colours = _method_colours(plt, rows)
+    colours = _method_colours(rows)
     assert len(set(colours.values())) == len(METHODS) + 1
 
 
@@ -50,11 +49,11 @@ def test_a_setting_with_fewer_methods_keeps_the_grids_colours(tmp_path: Path, mo
     legend = plt.gcf().legends[0]
     drawn = {t.get_text(): h.get_color() for t, h in zip(legend.texts, legend.legend_handles, strict=True)}
     assert set(drawn) == {"full", "optidel", "random", "random-init"}
-    grid = _method_colours(plt, rows)
+    grid = _method_colours(rows)
     for m in ("full", "optidel", "random"):
         assert matplotlib.colors.same_color(drawn[m], grid[m]), m
     # what a picture of the SimCLR rows alone would have given optidel: another colour
-    assert not matplotlib.colors.same_color(drawn["optidel"], _method_colours(plt, simclr)["optidel"])
+    assert not matplotlib.colors.same_color(drawn["optidel"], _method_colours(simclr)["optidel"])
     close("all")
 
 

@@ -47,9 +47,11 @@ def _ordered_methods(rows: Rows) -> list[str]:
     )
 
 
-def _method_colours(plt: Any, rows: Rows) -> dict[str, Any]:
+def _method_colours(rows: Rows) -> dict[str, Any]:
     """One colour per selection method (tab20, in ``_ordered_methods`` order), the same in every picture of a grid."""
-    palette = plt.get_cmap("tab20")
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"]
     return {m: palette(i % 20) for i, m in enumerate(_ordered_methods(rows))}
 
 
@@ -70,7 +72,7 @@ def plot_per_method(rows: Rows, path: Path) -> Path | None:
     )
     if not datasets or not arms:
         return None
-    colour = _method_colours(plt, rows)
+    colour = _method_colours(rows)
     fig, axes = plt.subplots(
         len(lfs),
         len(datasets),
@@ -134,7 +136,7 @@ def plot_vs_ratio(rows: Rows, ssl: str, lf: float, path: Path) -> Path | None:
     methods = _ordered_methods(sub)
     if not datasets or not methods:
         return None
-    colour = _method_colours(plt, rows)
+    colour = _method_colours(rows)
     dodged = [m for m in methods if m != FULL]
     shift = {m: 10 ** (_DODGE * (k - (len(dodged) - 1) / 2)) for k, m in enumerate(dodged)}
     ratios = sorted({r["ratio"] for r in sub if r["method"] not in REFERENCE_METHODS})
